@@ -1,0 +1,46 @@
+# ae-lab: `make demo` (set-up + the whole assignment on synthetic data, offline W&B), `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# The demo's W&B runs and reports land here (offline unless you are logged in to W&B).
+export WANDB_DIR ?= $(CURDIR)
+PROJECT ?= tarea05
+
+.PHONY: setup demo grid analyze test test-fast notebook bench lint clean
+
+setup: $(VENV)/.installed
+
+# torch first and pinned: 2.13.0 (CPU) lies on the dev/CI machines' disk; any other version downloads gigabytes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,notebook]"
+	touch $@
+
+demo: setup grid analyze
+	@echo "[ae-lab] demo done: runs under $(WANDB_DIR)/wandb, report under reports/$(PROJECT)/index.html"
+
+grid: setup
+	$(PY) -m ae_lab.sweep sweeps/demo.yaml
+
+analyze: setup
+	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+notebook: setup
+	$(PY) -m ae_lab.notebook notebooks/tarea05.ipynb
+
+bench: setup
+	$(PY) bench/run.py
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf outputs multirun reports .pytest_cache

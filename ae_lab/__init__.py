@@ -1,0 +1,3 @@
+"""ae-lab: reconstruction-based anomaly detection on MVTec AD."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,54 @@
+"""Metric and media keys (`stage/name`), defined once for the logger and the analysis."""
+
+# Per-epoch scalars (x-axis: `epoch`).
+EPOCH = "epoch"
+TRAIN_LOSS = "train/loss"
+VAL_LOSS = "val/loss"
+VAL_L1 = "val/l1"
+VAL_L2 = "val/l2"
+VAL_SSIM = "val/ssim"  # 1 - mean SSIM, so lower is better like the other errors
+LOSS_CURVES = (TRAIN_LOSS, VAL_LOSS, VAL_L1, VAL_L2, VAL_SSIM)
+
+# Media.
+VAL_RECONSTRUCTIONS = "val/reconstructions"
+VAL_LATENT_TSNE = "val/latent_tsne"
+VAL_LATENT_TSNE_TABLE = "val/latent_tsne_table"
+TEST_LATENT_TSNE = "test/latent_tsne"
+TEST_RECONSTRUCTIONS = "test/reconstructions"
+TEST_SCORES = "test/scores"
+TEST_ERROR_HISTOGRAMS = "test/error_histograms"
+
+# Test summary metrics.
+TEST_IMAGE_AUROC = "test/image_auroc"
+TEST_F1_MAX = "test/f1_max"
+TEST_F1_THRESHOLD = "test/f1_threshold"
+TEST_F1_PRECISION = "test/f1_precision"
+TEST_F1_RECALL = "test/f1_recall"
+
+
+def image_auroc_key(category: str | None = None, defect: str | None = None) -> str:
+    """`test/image_auroc`, `test/image_auroc/<class>` or `test/image_auroc/<class>/<defect>`."""
+    parts = [TEST_IMAGE_AUROC, category, defect]
+    return "/".join(p for p in parts if p)
+
+
+def pixel_auroc_key(category: str) -> str:
+    return f"test/pixel_auroc/{category}"
+
+
+def aupro_key(category: str) -> str:
+    return f"test/aupro/{category}"
+
+
+# Columns of the per-image score table (`test/scores`), shared with the analysis.
+SCORE_COLUMNS = (
+    "path",
+    "category",
+    "defect",
+    "label",
+    "score",
+    "l1",
+    "l2",
+    "ssim",
+    "has_mask",
+)

@@ -1,0 +1,153 @@
+"""The LightningModule: one network, one reconstruction loss, one optimizer, all injected by Hydra."""
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from ae_lab import keys
+from ae_lab.errors import AeLabError
+from ae_lab.losses import L1Loss, L2Loss, SSIMLoss
+from ae_lab.metrics import image_metrics, pixel_metrics
+from ae_lab.scoring import ScoringConfig, anomaly_map, image_score, per_image_errors
+
+
+class NonFiniteLossError(AeLabError):
+    """The training loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class AutoencoderModule(L.LightningModule):
+    """Trains `net` to reconstruct normal images and scores test images by reconstruction error.
+
+    Args:
+        net: an autoencoder (`forward(x) -> recon`, `encode(x) -> z`; a VAE also has `forward_with_kl`).
+        loss: reconstruction loss `(recon, target) -> scalar`.
+        optimizer: a partial optimizer (`_partial_: true`), called with the parameters.
+        scheduler: an optional partial LR scheduler, called with the optimizer.
+        kl_beta: weight of the VAE's KL term (ignored for deterministic networks).
+        scoring: how test images become anomaly maps and image scores.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        kl_beta: float = 0.0,
+        scoring: ScoringConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss_fn = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.kl_beta = kl_beta
+        self.scoring = scoring or ScoringConfig()
+        # Loss-independent validation errors, so runs trained with different losses compare.
+        self.val_errors = nn.ModuleDict({"l1": L1Loss(), "l2": L2Loss(), "ssim": SSIMLoss()})
+        self._test_outputs: list[dict[str, Any]] = []
+        self.test_scores: pd.DataFrame | None = None  # one row per test image, keys.SCORE_COLUMNS
+        self.test_maps: Tensor | None = None  # [N,1,H,W] anomaly maps, float16 on CPU
+        self.test_metrics: dict[str, float] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B,3,H,W] in [0,1] -> reconstruction [B,3,H,W]."""
+        return self.net(x)
+
+    def _reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.kl_beta > 0 and hasattr(self.net, "forward_with_kl"):
+            return self.net.forward_with_kl(x)
+        return self.net(x), None
+
+    def _loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        recon, kl = self._reconstruct(x)
+        loss = self.loss_fn(recon, x)
+        if kl is not None:
+            loss = loss + self.kl_beta * kl
+        return loss, recon
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, _ = self._loss(batch["image"])
+        if not torch.isfinite(loss):
+            # Raise before the optimizer step so the weights (and last.ckpt) stay finite.
+            raise NonFiniteLossError(
+                f"Training stopped: the loss became {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}. The last good checkpoint is kept (last.ckpt in the run's "
+                "checkpoints folder); resume from it with `ckpt_path=...` after lowering the learning "
+                "rate (`optimizer.lr=...`) or enabling gradient clipping (`trainer.gradient_clip_val=...`)."
+            )
+        self.log(keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x = batch["image"]
+        loss, recon = self._loss(x)
+        self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True)
+        for name, key in (("l1", keys.VAL_L1), ("l2", keys.VAL_L2), ("ssim", keys.VAL_SSIM)):
+            self.log(key, self.val_errors[name](recon, x), on_epoch=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_outputs = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        x = batch["image"]
+        recon = self.net(x)
+        amap = anomaly_map(x, recon, self.scoring)
+        errors = per_image_errors(x, recon, window_size=self.scoring.window_size)
+        self._test_outputs.append(
+            {
+                "index": batch["index"].cpu(),
+                "path": list(batch["path"]),
+                "category": list(batch["category"]),
+                "defect": list(batch["defect"]),
+                "label": batch["label"].cpu(),
+                "score": image_score(amap, self.scoring).cpu(),
+                **{k: v.cpu() for k, v in errors.items()},
+                "has_mask": batch["has_mask"].cpu(),
+                # float16 halves the memory of the stacked maps; ranking metrics don't need more.
+                "map": amap.cpu().half(),
+                "mask": batch["mask"].cpu().bool(),
+            }
+        )
+
+    def on_test_epoch_end(self) -> None:
+        out = self._test_outputs
+        if not out:
+            return
+        cat = {k: torch.cat([o[k] for o in out]) for k in ("index", "label", "score", "l1", "l2", "ssim", "has_mask")}
+        strings = {k: [s for o in out for s in o[k]] for k in ("path", "category", "defect")}
+        self.test_scores = pd.DataFrame(
+            {
+                "path": strings["path"],
+                "category": strings["category"],
+                "defect": strings["defect"],
+                "label": cat["label"].numpy().astype(int),
+                "score": cat["score"].float().numpy(),
+                "l1": cat["l1"].float().numpy(),
+                "l2": cat["l2"].float().numpy(),
+                "ssim": cat["ssim"].float().numpy(),
+                "has_mask": cat["has_mask"].numpy().astype(bool),
+            },
+            index=cat["index"].numpy(),
+        )[list(keys.SCORE_COLUMNS)]
+        self.test_maps = torch.cat([o["map"] for o in out])
+        masks = torch.cat([o["mask"] for o in out])
+        metrics = image_metrics(self.test_scores)
+        metrics |= pixel_metrics(
+            self.test_maps.float(), masks, strings["category"], cat["has_mask"].bool()
+        )
+        self.test_metrics = metrics
+        self._test_outputs = []
+        for key, value in metrics.items():
+            self.log(key, value)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,153 @@
+"""`train(cfg)`: build everything from the Hydra config, fit, test, return the final metrics."""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from ae_lab.errors import AeLabError
+from ae_lab.module import AutoencoderModule
+from ae_lab.scoring import ScoringConfig
+from ae_lab.wandb_mode import ensure_wandb_mode
+
+
+def resolve_output_dir(cfg: DictConfig) -> Path:
+    """`cfg.output_dir`, else the Hydra run folder, else `outputs/<run_name>` (compose API, tests)."""
+    if cfg.get("output_dir"):
+        return Path(cfg.output_dir)
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path("outputs") / str(cfg.run_name)
+
+
+def configure_torch(cfg: DictConfig) -> None:
+    torch_cfg = cfg.get("torch") or {}
+    if torch_cfg.get("num_threads"):
+        torch.set_num_threads(int(torch_cfg.num_threads))
+    torch.set_float32_matmul_precision(torch_cfg.get("matmul_precision", "high"))
+
+
+def build_logger(cfg: DictConfig) -> Logger | None:
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return None
+    ensure_wandb_mode()
+    Path(cfg.logger.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
+    return hydra.utils.instantiate(cfg.logger)
+
+
+def build_callbacks(cfg: DictConfig, ckpt_dir: Path, logger: Logger | None) -> list[Callback]:
+    callbacks: list[Callback] = [
+        # `last.ckpt` is what resuming and the non-finite-loss guard rely on.
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="epoch{epoch:03d}-val_loss{val/loss:.5f}",
+            monitor="val/loss",
+            mode="min",
+            save_last=True,
+            auto_insert_metric_name=False,
+        ),
+    ]
+    if cfg.get("scheduler") and logger is not None:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if isinstance(logger, WandbLogger):
+        from ae_lab.callbacks import WandbMediaCallback
+
+        callbacks.append(WandbMediaCallback(**cfg.get("media", {})))
+    return callbacks
+
+
+def build_module(cfg: DictConfig) -> AutoencoderModule:
+    scoring = ScoringConfig.from_dict(OmegaConf.to_container(cfg.scoring, resolve=True))
+    module = AutoencoderModule(
+        net=hydra.utils.instantiate(cfg.model.net),
+        loss=hydra.utils.instantiate(cfg.loss.fn),
+        optimizer=hydra.utils.instantiate(cfg.optimizer),
+        scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        kl_beta=float(cfg.model.get("kl_beta", 0.0)),
+        scoring=scoring,
+    )
+    if (cfg.get("torch") or {}).get("compile"):
+        module.net = torch.compile(module.net)
+    return module
+
+
+def _finite_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        value = float(value.item() if isinstance(value, torch.Tensor) else value)
+        if math.isfinite(value):
+            out[key] = value
+    return out
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (if `cfg.train`) and test (if `cfg.test`) one autoencoder; return final metrics and paths.
+
+    The returned dict holds every `train/...`, `val/...` and `test/...` metric as a float, plus
+    `best_checkpoint`, `last_checkpoint`, `output_dir` and (with W&B) `wandb_dir`, `wandb_url`.
+    """
+    if not cfg.get("train") and not cfg.get("ckpt_path"):
+        raise AeLabError(
+            "`train=false` evaluates a saved model, so it needs `ckpt_path=PATH/TO/model.ckpt` "
+            "(for example the `last.ckpt` in a previous run's checkpoints folder)."
+        )
+    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
+        raise AeLabError(
+            f"Checkpoint not found: ckpt_path={cfg.ckpt_path}. Point it to an existing .ckpt file, "
+            "e.g. outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
+        )
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    configure_torch(cfg)
+    out_dir = resolve_output_dir(cfg)
+    ckpt_dir = out_dir / "checkpoints"
+
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    module = build_module(cfg)
+    logger = build_logger(cfg)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        logger=logger if logger is not None else False,
+        callbacks=build_callbacks(cfg, ckpt_dir, logger),
+        default_root_dir=str(out_dir),
+    )
+    if logger is not None:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    exit_code = 1
+    wandb_info: dict[str, Any] = {}
+    try:
+        if cfg.get("train"):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+        if cfg.get("test"):
+            test_ckpt = (best or "last") if cfg.get("train") else cfg.ckpt_path
+            trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
+        exit_code = 0
+    finally:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            if wandb.run is not None:
+                wandb_info = {
+                    "wandb_dir": str(Path(wandb.run.dir).parent),
+                    "wandb_url": wandb.run.url if not wandb.run.offline else None,
+                    "wandb_mode": "offline" if wandb.run.offline else "online",
+                }
+                wandb.run.finish(exit_code=exit_code)
+
+    result: dict[str, Any] = _finite_floats(trainer.callback_metrics)
+    result |= module.test_metrics
+    result["output_dir"] = str(out_dir)
+    result["best_checkpoint"] = best
+    last = ckpt_dir / "last.ckpt"
+    result["last_checkpoint"] = str(last) if last.exists() else None
+    return result | wandb_info
