@@ -1,0 +1,153 @@
+"""The three autoencoders: shapes, ranges, latent paths, skips, KL, errors, Hydra configs."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ae_lab.errors import AeLabError
+from ae_lab.models import ConvAutoencoder, UNetAutoencoder, VariationalAutoencoder
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SMALL = {"image_size": 32, "base_channels": 8, "depth": 3, "latent_dim": 16}
+CLASSES = [ConvAutoencoder, UNetAutoencoder, VariationalAutoencoder]
+
+
+@pytest.fixture
+def x() -> torch.Tensor:
+    return torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_output_and_latent_shapes_and_range(cls, x):
+    torch.manual_seed(0)
+    model = cls(**SMALL)
+    recon = model(x)
+    assert recon.shape == x.shape
+    assert recon.min() >= 0 and recon.max() <= 1
+    assert model.encode(x).shape == (4, 16)
+
+
+@pytest.mark.parametrize("cls", [ConvAutoencoder, VariationalAutoencoder])
+def test_forward_is_decode_of_encode_in_eval(cls, x):
+    torch.manual_seed(0)
+    model = cls(**SMALL).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model.decode(model.encode(x)))
+
+
+def test_unet_decode_needs_encoder_features(x):
+    torch.manual_seed(0)
+    model = UNetAutoencoder(**SMALL).eval()
+    with torch.no_grad():
+        features = model.encoder(x)
+        torch.testing.assert_close(model(x), model.decode(model.encode(x), features))
+        with pytest.raises(ValueError, match="skip level"):
+            model.decode(model.encode(x))
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_gradients_reach_every_parameter(cls, x):
+    torch.manual_seed(0)
+    model = cls(**SMALL).train()
+    loss = (model(x) - x).pow(2).mean()
+    if isinstance(model, VariationalAutoencoder):
+        loss = loss + model.forward_with_kl(x)[1]
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_unet_without_skips_is_the_plain_autoencoder(x):
+    torch.manual_seed(0)
+    plain = ConvAutoencoder(**SMALL).eval()
+    unet = UNetAutoencoder(**SMALL, skip_levels=[]).eval()
+    assert len(unet.decoder.skip_fuse) == 0
+    unet.load_state_dict(plain.state_dict())  # strict: identical parameter sets
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x), plain(x))
+
+
+def test_unet_skip_levels_build_one_fusion_per_level(x):
+    assert sorted(UNetAutoencoder(**SMALL).decoder.skip_fuse) == ["0", "1", "2"]
+    unet = UNetAutoencoder(**SMALL, skip_levels=[2, 1, 2])
+    assert unet.skip_levels == (1, 2)
+    assert sorted(unet.decoder.skip_fuse) == ["1", "2"]
+    assert unet(x).shape == x.shape
+
+
+@pytest.mark.parametrize("levels", [[3], [-1], [0, "1"]])
+def test_unet_rejects_invalid_skip_levels(levels):
+    with pytest.raises(AeLabError, match=r"skip_levels.*0\.\.2"):
+        UNetAutoencoder(**SMALL, skip_levels=levels)
+
+
+def test_vae_kl_and_sampling(x):
+    torch.manual_seed(0)
+    model = VariationalAutoencoder(**SMALL)
+    model.train()
+    (r1, kl), r2 = model.forward_with_kl(x), model(x)
+    assert kl.ndim == 0 and kl >= 0
+    assert not torch.allclose(r1, r2)  # training mode samples z
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x))
+        torch.testing.assert_close(model.encode(x), model.posterior(x)[0])
+
+
+def test_vae_kl_matches_closed_form(x, monkeypatch):
+    model = VariationalAutoencoder(**SMALL).eval()
+    mu, logvar = torch.ones(4, 16), torch.zeros(4, 16)
+    monkeypatch.setattr(model, "posterior", lambda _: (mu, logvar))
+    # KL(N(1, 1) || N(0, 1)) = 0.5 per dimension, summed over 16 dims.
+    assert model.forward_with_kl(x)[1].item() == pytest.approx(8.0)
+    monkeypatch.setattr(model, "posterior", lambda _: (0 * mu, logvar))
+    assert model.forward_with_kl(x)[1].item() == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_image_size_not_divisible_by_depth_is_explained(cls):
+    with pytest.raises(AeLabError) as err:
+        cls(image_size=100, depth=4)
+    msg = str(err.value)
+    for part in ("data.image_size=100", "model.net.depth", "96", "112"):
+        assert part in msg
+
+
+@pytest.mark.parametrize("bad", [{"latent_dim": 0}, {"depth": 0}, {"base_channels": -8}])
+def test_non_positive_settings_are_rejected(bad):
+    with pytest.raises(AeLabError, match="positive integer"):
+        ConvAutoencoder(**{**SMALL, **bad})
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_default_size_parameter_count(cls):
+    n = sum(p.numel() for p in cls().parameters())
+    assert 300_000 < n < 2_000_000
+
+
+def test_channels_last_input_gives_the_same_output(x):
+    torch.manual_seed(0)
+    model = UNetAutoencoder(**SMALL).eval()
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        got = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("ae", ConvAutoencoder), ("unet", UNetAutoencoder), ("vae", VariationalAutoencoder)],
+)
+def test_model_yaml_instantiates(name, cls, x):
+    cfg = OmegaConf.create(
+        {"data": {"image_size": 32}, "model": OmegaConf.load(CONF / "model" / f"{name}.yaml")}
+    )
+    assert cfg.model.name == name
+    model = instantiate(cfg.model.net)
+    assert type(model) is cls
+    assert model.latent_dim == cfg.model.latent_dim
+    assert model(x).shape == x.shape
