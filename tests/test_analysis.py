@@ -1,0 +1,210 @@
+"""The analysis on real W&B offline runs (tests/fake_runs.py): frames, tables, figures, report, errors."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import analyze
+from ae_lab import keys
+from ae_lab.analysis import analyse, load_runs, ranking, tables
+from ae_lab.analysis import figures as figs
+from ae_lab.analysis.source_offline import find_run_dirs, leet_commands, read_records
+from ae_lab.errors import AeLabError
+from tests import fake_runs
+
+pytestmark = pytest.mark.slow
+GRID_NAMES = {fake_runs.run_name(s) for s in fake_runs.GRID}
+
+
+@pytest.fixture(scope="module")
+def wandb_root(tmp_path_factory):
+    """A folder holding `wandb/` with the grid, a crashed, a killed, a test-less and a foreign run."""
+    root = tmp_path_factory.mktemp("wandb_runs")
+    logged = fake_runs.make_runs(root)
+    return root, {v["name"]: v for k, v in logged.items() if k in GRID_NAMES}
+
+
+@pytest.fixture(scope="module")
+def data(wandb_root):
+    return load_runs(fake_runs.PROJECT, offline_dir=wandb_root[0] / "wandb")
+
+
+@pytest.fixture(scope="module")
+def logged(wandb_root):
+    return wandb_root[1]
+
+
+def test_runs_frame_holds_the_grid_with_config_and_summary(data, logged):
+    assert set(data.runs["name"]) == GRID_NAMES
+    assert not [c for c in data.runs.columns if "." in c]  # no media metadata (`test/scores.nrows`)
+    for _, run in data.runs.iterrows():
+        spec = logged[run["name"]]["spec"]
+        assert (run["model"], run["loss"], run["latent_dim"]) == (
+            spec["model"],
+            spec["loss"],
+            spec["latent_dim"],
+        )
+        assert run["group"] == fake_runs.GROUP and run["state"] == "finished"
+        for key, value in logged[run["name"]]["summary"].items():
+            assert run[key] == pytest.approx(value, abs=1e-12)
+
+
+def test_history_and_scores_equal_what_the_runs_logged(data, logged):
+    for run_id, name in zip(data.runs["run_id"], data.runs["name"], strict=True):
+        hist = data.history[data.history["run_id"] == run_id].drop(columns="run_id")
+        expected = pd.DataFrame(logged[name]["history"])[list(hist.columns)]
+        pd.testing.assert_frame_equal(hist.reset_index(drop=True), expected, check_dtype=False)
+        scores = data.scores[data.scores["run_id"] == run_id].drop(columns="run_id")
+        exp_scores = pd.DataFrame(logged[name]["scores"])
+        pd.testing.assert_frame_equal(scores.reset_index(drop=True), exp_scores, check_dtype=False)
+
+
+def test_crashed_killed_testless_and_foreign_runs_are_left_out(data, wandb_root, caplog):
+    skipped = "\n".join(data.skipped)
+    assert "ae-l2-z16" in skipped and "exit code 1" in skipped  # finish(exit_code=1)
+    assert "ae-l2-z8" in skipped and keys.TEST_SCORES in skipped  # no test stage
+    assert "no run record" in skipped  # os._exit before W&B flushed anything
+    assert len(data.skipped) == 3  # the other project's run is filtered, not skipped
+    with caplog.at_level(logging.WARNING, logger="ae_lab.analysis"):
+        load_runs(fake_runs.PROJECT, offline_dir=wandb_root[0])  # the parent of wandb/ works too
+    assert sum("skipped" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_run_table_numbers(data, logged):
+    table = tables.run_table(data.runs, data.history)
+    for _, row in table.iterrows():
+        hist = pd.DataFrame(logged[row["label"]]["history"])
+        assert row["final_train_loss"] == hist["train/loss"].iloc[-1]
+        assert row["best_val_loss"] == hist["val/loss"].min()
+        assert row["best_val_loss_epoch"] == hist["val/loss"].idxmin() == 1
+        assert row["final_val/ssim"] == hist["val/ssim"].iloc[-1]
+        summary = logged[row["label"]]["summary"]
+        assert row[keys.image_auroc_key("screw")] == summary["test/image_auroc/screw"]
+
+
+def test_auroc_table_matches_the_summaries_and_marks_the_best(data, logged):
+    table = tables.auroc_table(data.runs, data.scores)
+    assert tables.auroc_mismatches(data.runs, table) == []
+    for (cat, defect), row in table.iterrows():
+        key = keys.image_auroc_key(cat, None if defect == tables.ALL else defect)
+        values = {name: logged[name]["summary"][key] for name in GRID_NAMES}
+        assert row[list(values)].to_dict() == pytest.approx(values)
+        assert values[row["best_run"]] == max(values.values())
+    md = tables.to_markdown(table, list(data.runs["label"]))
+    assert md.count("**") >= 2 * len(table)
+    tampered = data.runs.assign(**{"test/image_auroc/bottle": 0.123})
+    assert len(tables.auroc_mismatches(tampered, table)) == len(data.runs)
+
+
+def test_histograms_one_trace_per_class_defect_plus_good(data, logged):
+    for run_id, name in zip(data.runs["run_id"], data.runs["name"], strict=True):
+        fig = figs.score_histograms(data.scores[data.scores["run_id"] == run_id], name)
+        expected = {f"{c}: good" for c in fake_runs.CLASSES}
+        for cat, defects in fake_runs.CLASSES.items():
+            for d in defects:
+                auroc = logged[name]["summary"][keys.image_auroc_key(cat, d)]
+                expected.add(f"{cat}: {d} (AUROC {auroc:.3f})")
+        assert sorted(t.name for t in fig.data) == sorted(expected)
+    best = figs.best_run_histograms(data.runs, data.scores)
+    per_run = sum(1 + len(d) for d in fake_runs.CLASSES.values())
+    assert len(best.data) == 2 * per_run  # ae and unet, their best run each
+    for model in ("ae", "unet"):
+        names = [n for n in GRID_NAMES if n.startswith(f"{model}-")]
+        top = max(names, key=lambda n: logged[n]["summary"]["test/image_auroc"])
+        assert any(top in a.text for a in best.layout.annotations)
+
+
+def test_loss_curves_one_colour_per_loss(data, logged):
+    fig = figs.loss_curves(data.runs, data.history, "unet")
+    assert len(fig.data) == 2 * len(figs.CURVE_PANELS)
+    colours = {t.name.split(" ")[0]: t.line.color for t in fig.data}
+    assert colours["unet-l1-z32"] != colours["unet-ssim-z32"]
+    val_ssim = next(t for t in fig.data if t.xaxis == "x4" and t.name.startswith("unet-l1-z32"))
+    assert list(val_ssim.y) == [h["val/ssim"] for h in logged["unet-l1-z32"]["history"]]
+
+
+def test_ranking_follows_the_numbers(data, logged):
+    table = tables.auroc_table(data.runs, data.scores)
+    gaps = tables.score_gaps(data.runs, data.scores)
+    text = "\n".join(ranking.ranking(data.runs, table, gaps))
+    for model in ("ae", "unet"):
+        names = [n for n in GRID_NAMES if n.startswith(f"{model}-")]
+        top = max(names, key=lambda n: logged[n]["summary"]["test/image_auroc"])
+        assert f"{model}: best loss {logged[top]['spec']['loss']};" in text
+    small = set()  # recomputed here: gap of the mean score in std of the good scores
+    for name in ("unet-l1-z32", "unet-ssim-z32"):
+        sc = pd.DataFrame(logged[name]["scores"])
+        for cat, part in sc.groupby("category"):
+            good = part.loc[part["label"] == 0, "score"]
+            for defect, bad in part[part["label"] == 1].groupby("defect"):
+                if (bad["score"].mean() - good.mean()) / np.std(good, ddof=1) < 1.0:
+                    small.add(f"{cat}/{defect}")
+    unet_line = text.splitlines()[-1]
+    mentioned = {
+        f"{c}/{d}" for c, ds in fake_runs.CLASSES.items() for d in ds if f"{c}/{d}" in unet_line
+    }
+    assert small and mentioned == small
+
+
+def test_analyze_writes_the_report_and_an_analysis_run(wandb_root, tmp_path, monkeypatch, capsys):
+    root = wandb_root[0]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    before = set(find_run_dirs(root))
+    argv = ["--project", fake_runs.PROJECT, "--group", fake_runs.GROUP, "--offline-dir", str(root)]
+    assert analyze.main([*argv, "--out", str(tmp_path / "rep"), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path / "rep" / "index.html") in out and "needs W&B online" in out
+    index = (tmp_path / "rep" / "index.html").read_text()
+    assert '<script src="plotly.min.js">' in index and index.count('class="plotly-graph-div"') == 8
+    assert (tmp_path / "rep" / "plotly.min.js").stat().st_size > 1_000_000
+    auroc_csv = pd.read_csv(tmp_path / "rep" / "auroc_table.csv")
+    assert "best_run" in auroc_csv and len(auroc_csv) == 6
+    (new,) = set(find_run_dirs(root)) - before
+    assert str(new) in out
+    run_record = next(
+        r["run"] for r in read_records(next(new.glob("*.wandb"))) if r["type"] == "run"
+    )
+    assert run_record["job_type"] == "analysis" and run_record["run_group"] == fake_runs.GROUP
+    media = {
+        p.relative_to(new / "files" / "media").parts[:3] for p in new.glob("files/media/**/*.*")
+    }
+    assert ("plotly", "analysis", "loss_curves") in media and ("table", "analysis") in {
+        m[:2] for m in media
+    }
+    assert len(load_runs(fake_runs.PROJECT, offline_dir=root).runs) == 4  # analysis run ignored
+
+
+def test_user_errors_name_the_project_and_the_fix(wandb_root, tmp_path, capsys):
+    root = wandb_root[0]
+    with pytest.raises(AeLabError, match=r"'no-such-project'.*make demo"):
+        load_runs("no-such-project", offline_dir=root)
+    with pytest.raises(AeLabError, match="group 'nope'"):
+        load_runs(fake_runs.PROJECT, group="nope", offline_dir=root)
+    (tmp_path / "empty").mkdir()
+    rc = analyze.main(["--project", "x", "--offline-dir", str(tmp_path / "empty"), "--no-wandb"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No W&B run folders" in err and "Traceback" not in err
+
+
+def test_the_wandb_cli_reads_the_same_records(wandb_root, monkeypatch):
+    import wandb.util
+
+    run_file = next(next(iter(find_run_dirs(wandb_root[0]))).glob("*.wandb"))
+    fast = read_records(run_file)
+    monkeypatch.setattr(wandb.util, "get_core_path", lambda: (_ for _ in ()).throw(OSError()))
+    assert [c[0].endswith("wandb") for c in leet_commands(run_file)] == [True]
+    assert read_records(run_file) == fast and json.dumps(fast)
+
+
+def test_analyse_figure_keys(data):
+    result = analyse(data)
+    assert set(result.figures) == {
+        "analysis/loss_curves/ae",
+        "analysis/loss_curves/unet",
+        "analysis/histograms/best_per_architecture",
+        "analysis/auroc_heatmap",
+        *(f"analysis/histograms/{n}" for n in GRID_NAMES),
+    }

@@ -1,0 +1,159 @@
+"""The online source with `wandb.Api` replaced at its boundary by a fake with the same attribute names."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ae_lab.analysis import sources
+from ae_lab.analysis.report import Analysis
+from ae_lab.analysis.source_api import load_api_runs
+from ae_lab.analysis.wandb_log import create_wandb_report, report_blocks
+from ae_lab.errors import AeLabError
+from tests import fake_runs
+
+TABLE_PATH = "media/table/test/scores_7_0123abcd.table.json"
+
+
+class FakeSummary:
+    """Like W&B's HTTPSummary: `keys`, `items`, `[]`, nested values not plain dicts, no `__iter__`."""
+
+    def __init__(self, tree: dict):
+        self._tree = tree
+
+    def keys(self):
+        return self._tree.keys()
+
+    def __getitem__(self, key):
+        value = self._tree[key]
+        return FakeSummary(value) if isinstance(value, dict) else value
+
+    def items(self):
+        return ((k, self[k]) for k in self.keys())
+
+
+class FakeFile:
+    def __init__(self, name: str, content: dict):
+        self.name, self._content = name, content
+
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False, api=None):
+        path = Path(root) / self.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self._content))
+        return path.open()
+
+
+class FakeRun:
+    def __init__(self, logged: dict, state: str = "finished", job_type: str = "train", **extra):
+        self.id = f"id{abs(hash(logged['name'] + state + job_type)) % 10**6:06d}"
+        self.name, self.state, self.job_type = logged["name"], state, job_type
+        self.group, self.config, self.sweep = fake_runs.GROUP, logged["config"], None
+        self.url = f"https://wandb.example/me/{fake_runs.PROJECT}/runs/{self.id}"
+        tree = {**logged["summary"], "_wandb": {"runtime": 3}}
+        if "scores" in logged:
+            tree["test/scores"] = {"_type": "table-file", "path": TABLE_PATH, "nrows": 40}
+            cols = list(logged["scores"][0])
+            self._files = {
+                TABLE_PATH: {"columns": cols, "data": [list(r.values()) for r in logged["scores"]]}
+            }
+        self.summary = FakeSummary(tree)
+        self.scans = 0
+        # As stored by W&B: val and train rows apart, each with its own _step.
+        self._rows = []
+        for h in logged["history"]:
+            val = {k: v for k, v in h.items() if k.startswith("val/")}
+            self._rows += [{"_step": len(self._rows), "epoch": h["epoch"], **val}]
+            self._rows += [
+                {"_step": len(self._rows), "epoch": h["epoch"], "train/loss": h["train/loss"]}
+            ]
+
+    def scan_history(self, keys=None, page_size=1000, min_step=0, max_step=None, use_cache=True):
+        self.scans += 1
+        return (r for r in self._rows if all(k in r for k in keys or []))
+
+    def file(self, name: str) -> FakeFile:
+        return FakeFile(name, self._files[name])
+
+
+class FakeApi:
+    default_entity = "me"
+
+    def __init__(self, runs: list[FakeRun]):
+        self._runs, self.calls = runs, []
+
+    def runs(self, path: str, filters: dict | None = None, **kwargs):
+        self.calls.append((path, filters))
+        if path != f"me/{fake_runs.PROJECT}":
+            raise ValueError(f"Could not find project {path}")
+        return [
+            r for r in self._runs if all(getattr(r, k) == v for k, v in (filters or {}).items())
+        ]
+
+
+@pytest.fixture
+def grid():
+    logged = {fake_runs.run_name(s): fake_runs.logged_values(s) for s in fake_runs.GRID}
+    extra = fake_runs.logged_values({"model": "vae", "loss": "l2", "latent_dim": 8})
+    testless = {k: v for k, v in extra.items() if k != "scores"} | {"summary": {}}
+    runs = [FakeRun(v) for v in logged.values()]
+    runs += [
+        FakeRun(extra, state="crashed"),
+        FakeRun(extra, job_type="analysis"),
+        FakeRun(testless),
+    ]
+    return logged, runs
+
+
+def test_api_source_fills_the_frames_and_skips_bad_runs(grid):
+    logged, runs = grid
+    api = FakeApi(runs)
+    data = load_api_runs(fake_runs.PROJECT, group=fake_runs.GROUP, api=api)
+    assert api.calls == [(f"me/{fake_runs.PROJECT}", {"group": fake_runs.GROUP})]
+    assert set(data.runs["name"]) == set(logged)
+    assert (
+        len(data.skipped) == 2 and "crashed" in data.skipped[0] and "test/scores" in data.skipped[1]
+    )
+    assert runs[4].scans == 0  # a crashed run is not downloaded
+    for _, run in data.runs.iterrows():
+        exp = logged[run["name"]]
+        assert (run["model"], run["loss"]) == (exp["spec"]["model"], exp["spec"]["loss"])
+        assert run["test/image_auroc/bottle"] == exp["summary"]["test/image_auroc/bottle"]
+        hist = data.history[data.history["run_id"] == run["run_id"]].drop(columns="run_id")
+        expected = pd.DataFrame(exp["history"])[list(hist.columns)]
+        pd.testing.assert_frame_equal(hist.reset_index(drop=True), expected, check_dtype=False)
+        scores = data.scores[data.scores["run_id"] == run["run_id"]].drop(columns="run_id")
+        pd.testing.assert_frame_equal(
+            scores.reset_index(drop=True), pd.DataFrame(exp["scores"]), check_dtype=False
+        )
+
+
+def test_api_errors_and_sweep_filter(grid):
+    api = FakeApi(grid[1])
+    with pytest.raises(AeLabError, match="'me/nope'"):
+        load_api_runs("nope", api=api)
+    with pytest.raises(AeLabError, match="No usable W&B runs"):
+        load_api_runs(fake_runs.PROJECT, sweep="abc123", api=api)
+    assert api.calls[-1][1] == {"sweep": "abc123"}
+
+
+def test_load_runs_uses_the_api_only_online_with_credentials(monkeypatch, tmp_path):
+    import ae_lab.analysis.source_api as source_api
+
+    monkeypatch.setattr(source_api, "load_api_runs", lambda *a, **k: "api")
+    monkeypatch.setattr(sources, "has_wandb_credentials", lambda: True)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert sources.load_runs("p") == "api"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(AeLabError, match="No W&B run folders"):
+        sources.load_runs("p", offline_dir=tmp_path)
+
+
+def test_wandb_report_needs_online_and_builds_its_blocks(grid):
+    data = load_api_runs(fake_runs.PROJECT, api=FakeApi(grid[1]))
+    analysis = Analysis(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), ["a sentence"], [], {})
+    data.offline_root = Path(".")  # offline data: the report is skipped with a reason
+    assert "needs W&B online" in create_wandb_report(analysis, data, "me")
+    pytest.importorskip("wandb_workspaces")
+    blocks = report_blocks(analysis, data, "me")
+    assert blocks[1].items == ["a sentence"] and "logger.group" in blocks[2].runsets[0].filters
