@@ -80,15 +80,18 @@ class AutoencoderModule(L.LightningModule):
                 "checkpoints folder); resume from it with `ckpt_path=...` after lowering the learning "
                 "rate (`optimizer.lr=...`) or enabling gradient clipping (`trainer.gradient_clip_val=...`)."
             )
-        self.log(keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(
+            keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"])
+        )
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         x = batch["image"]
         loss, recon = self._loss(x)
-        self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True)
+        n = len(x)
+        self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True, batch_size=n)
         for name, key in (("l1", keys.VAL_L1), ("l2", keys.VAL_L2), ("ssim", keys.VAL_SSIM)):
-            self.log(key, self.val_errors[name](recon, x), on_epoch=True)
+            self.log(key, self.val_errors[name](recon, x), on_epoch=True, batch_size=n)
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []

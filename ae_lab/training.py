@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ae_lab.cli import flatten_dict
 from ae_lab.errors import AeLabError
 from ae_lab.module import AutoencoderModule
 from ae_lab.scoring import ScoringConfig
@@ -79,6 +80,24 @@ def build_module(cfg: DictConfig) -> AutoencoderModule:
     return module
 
 
+def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
+    """The resolved config for `log_hyperparams`, nested (`model.name` is `{"model": {"name": ..}}`).
+
+    In a run started by `wandb agent`, the sweep's values are already in the W&B config and locked:
+    a group choice such as `model: unet` would make W&B drop the whole nested `model` section
+    ("locked by 'sweep'"). Those sections are logged flattened instead (`model.name`, ...), which
+    is also how W&B shows nested config; the sweep's own keys are left as the sweep set them.
+    """
+    params = OmegaConf.to_container(cfg, resolve=True)
+    run = logger.experiment if isinstance(logger, WandbLogger) else None
+    if not isinstance(getattr(run, "sweep_id", None), str):  # no sweep (or not rank zero)
+        return params
+    preset = run.config  # the sweep's values, before anything else is logged
+    for key in [k for k in params if k in preset and isinstance(params[k], dict)]:
+        params |= flatten_dict(params.pop(key), key)
+    return {k: v for k, v in params.items() if k not in preset}
+
+
 def _finite_floats(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
@@ -119,13 +138,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         default_root_dir=str(out_dir),
     )
     if logger is not None:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(hyperparams(cfg, logger))
 
     exit_code = 1
     wandb_info: dict[str, Any] = {}
+    fit_metrics: dict[str, float] = {}
     try:
         if cfg.get("train"):
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            # `trainer.test` resets callback_metrics: keep the last epoch's train/val values now.
+            fit_metrics = _finite_floats(trainer.callback_metrics)
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
         if cfg.get("test"):
@@ -144,7 +166,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 }
                 wandb.run.finish(exit_code=exit_code)
 
-    result: dict[str, Any] = _finite_floats(trainer.callback_metrics)
+    result: dict[str, Any] = fit_metrics | _finite_floats(trainer.callback_metrics)
     result |= module.test_metrics
     result["output_dir"] = str(out_dir)
     result["best_checkpoint"] = best
