@@ -32,6 +32,11 @@ def image_auroc_key(category: str | None = None, defect: str | None = None) -> s
     return "/".join(p for p in parts if p)
 
 
+def f1_max_key(category: str | None = None) -> str:
+    """`test/f1_max` or `test/f1_max/<class>` (F1 at the best threshold)."""
+    return f"{TEST_F1_MAX}/{category}" if category else TEST_F1_MAX
+
+
 def pixel_auroc_key(category: str) -> str:
     return f"test/pixel_auroc/{category}"
 

@@ -1,0 +1,274 @@
+"""The W&B media of a run: reconstructions, latent t-SNE maps, score tables and histograms."""
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+
+from ae_lab import keys
+from ae_lab.callbacks.selection import select_test, select_val
+from ae_lab.latents import collect_latents, latent_meta, tsne_2d, tsne_figure, tsne_table
+from ae_lab.visualize import anomaly_strip, error_histograms, reconstruction_grid
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_BEST = "checkpoint/best"  # summary: path of the best checkpoint of this run
+CHECKPOINT_EVALUATED = "checkpoint/evaluated"  # summary: checkpoint the test metrics come from
+EPOCH_AXIS_KEYS = (
+    *keys.LOSS_CURVES,
+    keys.VAL_RECONSTRUCTIONS,
+    keys.VAL_LATENT_TSNE,
+    keys.VAL_LATENT_TSNE_TABLE,
+)
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the block; the previous train/eval mode is restored."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
+
+def wandb_run(trainer: L.Trainer) -> Any | None:
+    """The W&B run of the trainer's WandbLogger on global rank zero, else None."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            return logger.experiment
+    return None
+
+
+class WandbMediaCallback(Callback):
+    """Logs what each run shows in W&B, on rank zero, at epoch ends only (never per step).
+
+    Args:
+        every_n_epochs: `val/reconstructions` every n epochs (0: only at the end of training).
+        tsne_every_n_epochs: `val/latent_tsne` every n epochs (0: only at the end of training).
+        n_images: how many validation / test images the reconstruction media show.
+        tsne_test: also embed the test latents (`test/latent_tsne`), coloured good vs defective.
+        selection_seed: seed of the fixed image selection; the same for every run on purpose.
+        grid_columns: originals (and reconstructions) per grid row in `val/reconstructions`.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 5,
+        tsne_every_n_epochs: int = 0,
+        n_images: int = 16,
+        tsne_test: bool = True,
+        selection_seed: int = 0,
+        grid_columns: int = 8,
+    ) -> None:
+        self.every_n_epochs = int(every_n_epochs)
+        self.tsne_every_n_epochs = int(tsne_every_n_epochs)
+        self.n_images = int(n_images)
+        self.tsne_test = bool(tsne_test)
+        self.selection_seed = int(selection_seed)
+        self.grid_columns = int(grid_columns)
+        self.timings: dict[str, float] = {}  # seconds of the last media step of each kind
+        self._defined_for: str | None = None
+        self._val_images: Tensor | None = None
+        self._logged: dict[str, set[int]] = {"recon": set(), "tsne": set()}
+        self._last_epoch: int | None = None
+        self._test_rows: list[int] = []
+        self._test_picked: dict[int, tuple[Tensor, Tensor]] = {}
+        self._test_latents: list[tuple[np.ndarray, pd.DataFrame]] = []
+
+    # ---- setup ----------------------------------------------------------------------------------
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        run = wandb_run(trainer)
+        if run is None or self._defined_for == run.id:
+            return
+        # Explicit names win over Lightning's `*` glob (x-axis trainer/global_step), so loss
+        # curves and val media use `epoch` and runs with different batch counts line up.
+        run.define_metric(keys.EPOCH)
+        for key in EPOCH_AXIS_KEYS:
+            run.define_metric(key, step_metric=keys.EPOCH)
+        self._defined_for = run.id
+
+    # ---- validation media -----------------------------------------------------------------------
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        self._last_epoch = epoch
+        recon = self.every_n_epochs > 0 and (epoch + 1) % self.every_n_epochs == 0
+        tsne = self.tsne_every_n_epochs > 0 and (epoch + 1) % self.tsne_every_n_epochs == 0
+        self._log_val_media(trainer, pl_module, epoch, recon, tsne)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = self._last_epoch
+        if epoch is None:
+            return
+        recon, tsne = epoch not in self._logged["recon"], epoch not in self._logged["tsne"]
+        self._log_val_media(trainer, pl_module, epoch, recon, tsne)
+
+    def _log_val_media(
+        self, trainer: L.Trainer, module: L.LightningModule, epoch: int, recon: bool, tsne: bool
+    ) -> None:
+        run = wandb_run(trainer)
+        if run is None or not (recon or tsne) or trainer.datamodule is None:
+            return
+        import wandb
+
+        payload: dict[str, Any] = {keys.EPOCH: epoch}
+        with evaluating(module):
+            if recon:
+                start = time.perf_counter()
+                images = self._selected_val_images(trainer)
+                recons = module(images.to(module.device)).cpu()
+                grid = reconstruction_grid(images, recons, ncol=self.grid_columns)
+                caption = (
+                    f"epoch {epoch}: originals (rows 1, 3, ...) above their reconstructions "
+                    f"(rows 2, 4, ...); {len(images)} fixed validation images, classes round-robin"
+                )
+                payload[keys.VAL_RECONSTRUCTIONS] = wandb.Image(grid, caption=caption)
+                self._logged["recon"].add(epoch)
+                self.timings["val_reconstructions"] = time.perf_counter() - start
+            if tsne:
+                start = time.perf_counter()
+                loader = trainer.datamodule.val_dataloader()
+                z, meta = collect_latents(module.net, loader, module.device)
+                table = tsne_table(tsne_2d(z, self.selection_seed), meta)
+                title = f"t-SNE of {len(table)} validation latents (epoch {epoch})"
+                payload[keys.VAL_LATENT_TSNE] = wandb.Plotly(
+                    tsne_figure(table, "category", title=title)
+                )
+                payload[keys.VAL_LATENT_TSNE_TABLE] = wandb.Table(
+                    dataframe=table[["x", "y", "category", "path"]]
+                )
+                self._logged["tsne"].add(epoch)
+                self.timings["val_latent_tsne"] = time.perf_counter() - start
+        run.log(payload)
+
+    def _selected_val_images(self, trainer: L.Trainer) -> Tensor:
+        """[n,3,H,W] the fixed validation selection, gathered once from the val loader."""
+        if self._val_images is None:
+            rows = select_val(trainer.datamodule.table("val"), self.n_images, self.selection_seed)
+            found: dict[int, Tensor] = {}
+            for batch in trainer.datamodule.val_dataloader():
+                for i, row in enumerate(batch["index"].tolist()):
+                    if row in rows:
+                        found[row] = batch["image"][i].clone()
+            self._val_images = torch.stack([found[r] for r in rows])
+        return self._val_images
+
+    # ---- test media -----------------------------------------------------------------------------
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._test_picked, self._test_latents, self._test_rows = {}, [], []
+        if wandb_run(trainer) is not None and trainer.datamodule is not None:
+            table = trainer.datamodule.table("test")
+            self._test_rows = select_test(table, self.n_images, self.selection_seed)
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: dict[str, Any],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if wandb_run(trainer) is None:
+            return
+        for i, row in enumerate(batch["index"].tolist()):
+            if row in self._test_rows:
+                self._test_picked[row] = (batch["image"][i].cpu(), batch["mask"][i].cpu())
+        if self.tsne_test:
+            with evaluating(pl_module):
+                z = pl_module.net.encode(batch["image"]).flatten(1).float().cpu().numpy()
+            self._test_latents.append((z, latent_meta(batch)))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run = wandb_run(trainer)
+        scores: pd.DataFrame | None = getattr(pl_module, "test_scores", None)
+        if run is None or scores is None:
+            return
+        import wandb
+
+        start = time.perf_counter()
+        payload: dict[str, Any] = {
+            keys.TEST_SCORES: wandb.Table(dataframe=scores.reset_index(drop=True))
+        }
+        for category, fig in error_histograms(scores).items():
+            payload[f"{keys.TEST_ERROR_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
+        self.timings["test_tables"] = time.perf_counter() - start
+        if self._test_picked:
+            start = time.perf_counter()
+            with evaluating(pl_module):
+                payload[keys.TEST_RECONSTRUCTIONS] = self._test_strips(pl_module, scores)
+            self.timings["test_reconstructions"] = time.perf_counter() - start
+        if self._test_latents:
+            start = time.perf_counter()
+            z = np.concatenate([z for z, _ in self._test_latents])
+            meta = pd.concat([m for _, m in self._test_latents], ignore_index=True)
+            table = tsne_table(tsne_2d(z, self.selection_seed), meta)
+            title = f"t-SNE of {len(table)} test latents: colour good/defective, symbol class"
+            fig = tsne_figure(table, color="status", symbol="category", title=title)
+            payload[keys.TEST_LATENT_TSNE] = wandb.Plotly(fig)
+            self.timings["test_latent_tsne"] = time.perf_counter() - start
+        run.log(payload)
+        # Explicit summary keys: the analysis reads them, whatever Lightning logged before.
+        for key, value in getattr(pl_module, "test_metrics", {}).items():
+            run.summary[key] = float(value)
+        if trainer.ckpt_path:
+            run.summary[CHECKPOINT_EVALUATED] = str(trainer.ckpt_path)
+        self._test_picked, self._test_latents = {}, []
+        log.info("W&B media timings (s): %s", {k: round(v, 2) for k, v in self.timings.items()})
+
+    def _test_strips(self, module: L.LightningModule, scores: pd.DataFrame) -> list[Any]:
+        """One captioned 1x4 strip (original | reconstruction | anomaly map | mask) per picked image."""
+        import wandb
+
+        rows = [r for r in self._test_rows if r in self._test_picked]
+        images = torch.stack([self._test_picked[r][0] for r in rows])
+        masks = torch.stack([self._test_picked[r][1] for r in rows])
+        recons = module(images.to(module.device)).cpu()
+        maps = module.test_maps.float()
+        picked = maps[[scores.index.get_loc(r) for r in rows]]
+        if picked.shape[-2:] != images.shape[-2:]:
+            picked = F.interpolate(picked, size=images.shape[-2:], mode="bilinear")
+        # One colour scale for all strips (a high quantile of every test pixel), so a good
+        # image looks dark next to a defective one instead of being stretched to full range.
+        flat = maps.flatten()
+        flat = flat[:: max(1, flat.numel() // 1_000_000)]
+        vmax = float(torch.quantile(flat, 0.999)) or 1.0
+        strips = []
+        for i, row in enumerate(rows):
+            info = scores.loc[row]
+            caption = (
+                f"{info['category']} | {info['defect']} | score {info['score']:.4g} — "
+                f"original, reconstruction, anomaly map (0 to {vmax:.3g}), ground truth"
+            )
+            strip = anomaly_strip(images[i], recons[i], picked[i], masks[i], vmax)
+            strips.append(wandb.Image(strip, caption=caption))
+        return strips
+
+    # ---- checkpoint -----------------------------------------------------------------------------
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run = wandb_run(trainer)
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+        if run is None or not best:
+            return
+        run.summary[CHECKPOINT_BEST] = best
+        if not run.offline:  # offline runs keep the path only; an artifact would need uploading
+            import wandb
+
+            artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"path": best})
+            artifact.add_file(best, name="model.ckpt")
+            run.log_artifact(artifact, aliases=["best", "latest"])
