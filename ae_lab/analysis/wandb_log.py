@@ -32,8 +32,10 @@ def wandb_mode(data: RunData) -> str:
 def _media(fig: go.Figure):
     import wandb
 
-    try:
-        return wandb.Plotly(fig)
+    from ae_lab.visualize import plain_figure
+
+    try:  # plain lists: W&B's chart panel shows plotly 7's compressed arrays empty (wandb#9563)
+        return wandb.Plotly(plain_figure(fig))
     except Exception:  # wandb.Plotly rejects some figure types; the HTML always works
         return wandb.Html(fig.to_html(include_plotlyjs="cdn"), data_is_not_path=True)
 
