@@ -141,7 +141,11 @@ class AutoencoderModule(L.LightningModule):
         masks = torch.cat([o["mask"] for o in out])
         metrics = image_metrics(self.test_scores)
         metrics |= pixel_metrics(
-            self.test_maps.float(), masks, strings["category"], cat["has_mask"].bool()
+            self.test_maps.float(),
+            masks,
+            strings["category"],
+            cat["has_mask"].bool(),
+            labels=cat["label"],  # defective images without a mask are left out of pixel metrics
         )
         self.test_metrics = metrics
         self._test_outputs = []

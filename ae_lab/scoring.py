@@ -84,7 +84,7 @@ def _resolve(cfg: ScoringConfig | None, overrides: dict[str, Any]) -> ScoringCon
 
 
 def match_illumination(x: Tensor, recon: Tensor, eps: float = 1e-6) -> Tensor:
-    """Map the input x [B,C,H,W] onto the reconstruction's brightness and contrast, per image and channel.
+    """Map the input x [B,C,H,W] onto recon's brightness and contrast, per image and channel.
 
     A global brightness/contrast change is a nuisance, not a defect. We fit x ~ a*recon + b by least
     squares and return (x - b) / a, so the remaining error is the fit residual in the
@@ -109,7 +109,8 @@ def _raw_map(x: Tensor, recon: Tensor, kind: str, window_size: int) -> Tensor:
     if kind == "l2":
         return (x - recon).square().mean(dim=1, keepdim=True)
     ssim = kornia.metrics.ssim(x, recon, window_size)
-    return (1.0 - ssim).mean(dim=1, keepdim=True)
+    # Rounding can push SSIM a hair above 1; an error map is >= 0.
+    return (1.0 - ssim).clamp_min(0.0).mean(dim=1, keepdim=True)
 
 
 @torch.no_grad()
