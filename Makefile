@@ -22,7 +22,7 @@ demo: setup grid analyze
 	@echo "[ae-lab] demo done: runs under $(WANDB_DIR)/wandb, report under reports/$(PROJECT)/index.html"
 
 grid: setup
-	$(PY) -m ae_lab.sweep sweeps/demo.yaml
+	$(PY) -m ae_lab.sweep sweeps/demo.yaml --jobs 2
 
 analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
