@@ -4,8 +4,10 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from ae_lab import keys
@@ -81,7 +83,12 @@ class AutoencoderModule(L.LightningModule):
                 "rate (`optimizer.lr=...`) or enabling gradient clipping (`trainer.gradient_clip_val=...`)."
             )
         self.log(
-            keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"])
+            keys.TRAIN_LOSS,
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch["image"]),
         )
         return loss
 
@@ -121,8 +128,10 @@ class AutoencoderModule(L.LightningModule):
         out = self._test_outputs
         if not out:
             return
-        cat = {k: torch.cat([o[k] for o in out]) for k in ("index", "label", "score", "l1", "l2", "ssim", "has_mask")}
+        names = ("index", "label", "score", "l1", "l2", "ssim", "has_mask", "map", "mask")
+        cat = {k: torch.cat([o[k] for o in out]) for k in names}
         strings = {k: [s for o in out for s in o[k]] for k in ("path", "category", "defect")}
+        cat, strings = self._gather_ranks(cat, strings)
         self.test_scores = pd.DataFrame(
             {
                 "path": strings["path"],
@@ -137,8 +146,8 @@ class AutoencoderModule(L.LightningModule):
             },
             index=cat["index"].numpy(),
         )[list(keys.SCORE_COLUMNS)]
-        self.test_maps = torch.cat([o["map"] for o in out])
-        masks = torch.cat([o["mask"] for o in out])
+        self.test_maps = cat["map"]
+        masks = cat["mask"]
         metrics = image_metrics(self.test_scores)
         metrics |= pixel_metrics(
             self.test_maps.float(),
@@ -150,11 +159,47 @@ class AutoencoderModule(L.LightningModule):
         self.test_metrics = metrics
         self._test_outputs = []
         for key, value in metrics.items():
-            self.log(key, value)
+            # Every rank computed the same value from the same gathered set; the sync is a no-op
+            # average that keeps Lightning's distributed epoch-end logging consistent.
+            self.log(key, value, sync_dist=True)
+
+    def _gather_ranks(
+        self, tensors: dict[str, Tensor], strings: dict[str, list[str]]
+    ) -> tuple[dict[str, Tensor], dict[str, list[str]]]:
+        """Under DDP: every rank's test outputs, each image once, in `index` order (the same on
+        every rank); in a single process: unchanged. Tensors are [n, ...] on the CPU.
+
+        DistributedSampler pads the last rank with repeated images so that ranks get equal counts;
+        the repeats are dropped by `index`. Ranks may still hold different counts (e.g. with
+        `limit_test_batches`), so tensors are padded to the longest before `all_gather`.
+        """
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return tensors, strings
+        sizes = self.all_gather(torch.tensor(len(tensors["index"]), device=self.device))
+        sizes = [int(n) for n in sizes.flatten()]
+        gathered = {}
+        for key, value in tensors.items():
+            dtype = value.dtype
+            value = value.to(torch.uint8) if dtype == torch.bool else value  # gloo has no bool
+            pad = value.new_zeros((max(sizes) - len(value), *value.shape[1:]))
+            full = self.all_gather(torch.cat([value, pad]).to(self.device)).cpu()  # [world, n]
+            gathered[key] = torch.cat([full[r, :n] for r, n in enumerate(sizes)]).to(dtype)
+        per_rank: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(per_rank, strings)
+        joined = {k: [s for rank in per_rank for s in rank[k]] for k in strings}
+        _, first = np.unique(gathered["index"].numpy(), return_index=True)  # sorted by index
+        keep = torch.from_numpy(first)
+        return (
+            {k: v[keep] for k, v in gathered.items()},
+            {k: [v[i] for i in first] for k, v in joined.items()},
+        )
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }

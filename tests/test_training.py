@@ -36,7 +36,12 @@ def test_every_config_option_composes_and_instantiates():
         cfg = compose_config([f"model={model}", f"loss={loss}", "data.image_size=64"])
         net = hydra.utils.instantiate(cfg.model.net)
         assert net.encode(torch.rand(2, 3, 64, 64)).shape == (2, cfg.model.latent_dim)
-        assert hydra.utils.instantiate(cfg.loss.fn)(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)).ndim == 0
+        assert (
+            hydra.utils.instantiate(cfg.loss.fn)(
+                torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+            ).ndim
+            == 0
+        )
 
 
 @pytest.mark.slow
@@ -44,7 +49,9 @@ def test_every_config_option_composes_and_instantiates():
 def test_short_training_for_every_loss(model, tiny_mvtec, tmp_path):
     for loss in ["l1", "l2", "ssim", "ssim_l1"]:
         out = tmp_path / loss
-        cfg = compose_config([f"model={model}", f"loss={loss}", *tiny_overrides(tiny_mvtec, out, CATEGORIES)])
+        cfg = compose_config(
+            [f"model={model}", f"loss={loss}", *tiny_overrides(tiny_mvtec, out, CATEGORIES)]
+        )
         result = train(cfg)
         for key in ("train/loss", "val/loss", "val/l1", "val/l2", "val/ssim", "test/image_auroc"):
             assert math.isfinite(result[key]), (model, loss, key)
@@ -63,14 +70,18 @@ def test_resume_from_last_checkpoint(tiny_mvtec, tmp_path):
     second = train(resumed)
     state = torch.load(second["last_checkpoint"], weights_only=False)
     assert state["epoch"] == 2
-    assert state["global_step"] == 6  # 2 batches per epoch x 3 epochs: the first epoch was not redone
+    assert (
+        state["global_step"] == 6
+    )  # 2 batches per epoch x 3 epochs: the first epoch was not redone
 
 
 @pytest.mark.slow
 def test_evaluate_saved_model_without_training(tiny_mvtec, tmp_path):
     base = tiny_overrides(tiny_mvtec, tmp_path / "run", CATEGORIES)
     trained = train(compose_config(base))
-    evaluated = train(compose_config([*base, "train=false", f"ckpt_path={trained['last_checkpoint']}"]))
+    evaluated = train(
+        compose_config([*base, "train=false", f"ckpt_path={trained['last_checkpoint']}"])
+    )
     assert "train/loss" not in evaluated
     assert math.isfinite(evaluated["test/image_auroc"])
 
@@ -89,7 +100,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mvtec, tmp_pa
         train(compose_config([*base, "trainer.max_epochs=3"]))
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["epoch"] == 0
-    assert all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
+    assert all(
+        torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point()
+    )
 
 
 def test_train_false_needs_a_checkpoint(tmp_path):
@@ -101,12 +114,18 @@ def test_train_false_needs_a_checkpoint(tmp_path):
 
 def run_train_py(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_missing_dataset_root_is_one_clear_paragraph(tmp_path):
-    proc = run_train_py("data=mvtec", f"data.root={tmp_path / 'missing'}", "logger=none", f"output_dir={tmp_path}")
+    proc = run_train_py(
+        "data=mvtec", f"data.root={tmp_path / 'missing'}", "logger=none", f"output_dir={tmp_path}"
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert str(tmp_path / "missing") in proc.stderr and "data=synthetic" in proc.stderr
