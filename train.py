@@ -13,14 +13,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from ae_lab.cli import agent_argv_to_hydra, run_cli, write_result_file
+from ae_lab.cli import agent_argv_to_hydra, is_rank_zero, run_cli, write_result_file
 from ae_lab.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     result = run_cli(train, cfg)
-    if cfg.get("result_file"):  # the offline sweep runner reads the final metrics from it
+    # The offline sweep runner reads the final metrics from it; under DDP only rank 0 writes it.
+    if cfg.get("result_file") and is_rank_zero():
         write_result_file(cfg.result_file, result)
     # Hydra sweepers/optimisers read the returned value.
     return result.get("test/image_auroc")

@@ -136,8 +136,16 @@ def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict
     except AeLabError as err:
         print(f"\n[ae-lab] error: {err}\n", file=sys.stderr)
         sys.exit(2)
-    print_summary(result)
+    if is_rank_zero():  # under DDP every process returns; one summary is enough
+        print_summary(result)
     return result
+
+
+def is_rank_zero() -> bool:
+    """True outside distributed training and in its first process."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def print_summary(result: dict[str, Any]) -> None:

@@ -89,6 +89,7 @@ class AutoencoderModule(L.LightningModule):
             on_epoch=True,
             prog_bar=True,
             batch_size=len(batch["image"]),
+            sync_dist=True,  # under DDP: the mean over every rank's batches
         )
         return loss
 
@@ -96,9 +97,11 @@ class AutoencoderModule(L.LightningModule):
         x = batch["image"]
         loss, recon = self._loss(x)
         n = len(x)
-        self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True, batch_size=n)
+        # sync_dist: under DDP every rank logs (and checkpoints on) the mean over all ranks.
+        self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         for name, key in (("l1", keys.VAL_L1), ("l2", keys.VAL_L2), ("ssim", keys.VAL_SSIM)):
-            self.log(key, self.val_errors[name](recon, x), on_epoch=True, batch_size=n)
+            value = self.val_errors[name](recon, x)
+            self.log(key, value, on_epoch=True, batch_size=n, sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
