@@ -7,6 +7,7 @@ from ae_lab.analysis.tables import ALL
 
 # Below this gap (in standard deviations of the good scores) a defect is reconstructed about as
 # well as a normal image: the score cannot separate them.
+MAX_LISTED = 6  # defects named in the U-Net sentence
 SMALL_GAP_STD = 1.0
 UNET = "unet"
 
@@ -71,20 +72,25 @@ def unet_sentences(gaps: pd.DataFrame) -> list[str]:
             f"every defect; the smallest is {low['category']}/{low['defect']} in {low['label']} "
             f"({low['gap_std']:.2f} std)."
         ]
+    # One entry per (class, defect), smallest mean gap first; the full table is score_gaps.csv.
+    summary = (
+        small.groupby(["category", "defect"])
+        .agg(gap=("gap_std", "mean"), n=("label", "size"), auroc=("auroc", "mean"))
+        .sort_values("gap")
+    )
     parts = []
-    for (cat, defect), sub in small.groupby(["category", "defect"], sort=True):
-        runs = ", ".join(
-            f"{r['label']} {r['gap_std']:.2f} std, AUROC {r['auroc']:.3f}"
-            for _, r in sub.iterrows()
-        )
+    for (cat, defect), row in summary.head(MAX_LISTED).iterrows():
+        text = f"{cat}/{defect} (U-Net {row['gap']:.2f} std over {int(row['n'])} run(s), AUROC {row['auroc']:.3f}"
         ref = others[(others["category"] == cat) & (others["defect"] == defect)]
         if not ref.empty:
             best_other = ref.groupby("model")["gap_std"].max()
-            runs += "; vs " + ", ".join(f"{m} up to {g:.2f} std" for m, g in best_other.items())
-        parts.append(f"{cat}/{defect} ({runs})")
+            text += "; " + ", ".join(f"{m} up to {g:.2f} std" for m, g in best_other.items())
+        parts.append(text + ")")
+    more = len(summary) - MAX_LISTED
+    tail = f"; and {more} more (score_gaps.csv)" if more > 0 else ""
     return [
-        "The U-Net reconstructs these defects about as well as normal images (score gap below "
-        f"{SMALL_GAP_STD:g} std of the good scores): " + "; ".join(parts) + "."
+        "The U-Net reconstructs these defects about as well as normal images (mean score gap below "
+        f"{SMALL_GAP_STD:g} std of the good scores): " + "; ".join(parts) + tail + "."
     ]
 
 
