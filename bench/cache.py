@@ -5,7 +5,6 @@ python bench/cache.py [--quick] [--rounds 3]
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -135,13 +134,7 @@ def run(quick: bool, rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args(argv)
-    out = run(args.quick, args.rounds or (2 if args.quick else 3))
-    print(out, flush=True)
-    return out
+    return common.simple_main(__doc__, run, argv, quick=2, full=3)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ so that load from other processes on a shared machine hits all of them alike; ta
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -198,3 +199,30 @@ def run_child(argv: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[f
             )
     wall, rss_kib = proc.stdout.strip().splitlines()[-1].split()
     return float(wall), int(rss_kib) / 1024
+
+
+def parser(doc: str, rounds: bool = True) -> argparse.ArgumentParser:
+    """The command line every benchmark shares: `--quick` (smoke-test size) and `--rounds`."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
+    if rounds:
+        p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (median)")
+    return p
+
+
+def rounds_for(args: argparse.Namespace, quick: int, full: int) -> int:
+    return args.rounds or (quick if args.quick else full)
+
+
+def emit(table_text: str) -> str:
+    """Print a benchmark's tables (flushed: bench/run.py streams them) and return them."""
+    print(table_text, flush=True)
+    return table_text
+
+
+def simple_main(
+    doc: str, run: Callable[[bool, int], str], argv: list[str] | None, quick: int, full: int
+) -> str:
+    """`main` of a benchmark whose `run(quick, rounds)` takes no other option."""
+    args = parser(doc).parse_args(argv)
+    return emit(run(args.quick, rounds_for(args, quick, full)))

@@ -6,7 +6,6 @@ by tensors already in memory (the model-only ceiling) and by a naive decode-ever
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -130,16 +129,11 @@ def run(quick: bool, rounds: int, steps: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
-    parser.add_argument("--rounds", type=int, default=None)
+    parser = common.parser(__doc__)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 5)
     steps = args.steps or (3 if args.quick else 20)
-    out = run(args.quick, rounds, steps)
-    print(out, flush=True)
-    return out
+    return common.emit(run(args.quick, common.rounds_for(args, 2, 5), steps))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ the W&B media (offline), against one training epoch; t-SNE time on the validatio
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -157,13 +156,7 @@ def run(quick: bool, rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args(argv)
-    out = run(args.quick, args.rounds or 2)
-    print(out, flush=True)
-    return out
+    return common.simple_main(__doc__, run, argv, quick=2, full=2)
 
 
 if __name__ == "__main__":

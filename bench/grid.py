@@ -8,7 +8,6 @@ l2) with --quick, so that two interleaved rounds of both variants fit in a few m
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -75,13 +74,7 @@ def run(quick: bool, rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
-    parser.add_argument("--rounds", type=int, default=None)
-    args = parser.parse_args(argv)
-    out = run(args.quick, args.rounds or (1 if args.quick else 2))
-    print(out, flush=True)
-    return out
+    return common.simple_main(__doc__, run, argv, quick=1, full=2)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ torch.compile, each against the project's defaults (model-only ceiling: batches 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import time
@@ -131,18 +130,15 @@ def compile_table(rounds: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
-    parser.add_argument("--rounds", type=int, default=None)
+    parser = common.parser(__doc__)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per round")
     parser.add_argument("--skip-compile", action="store_true", help="no torch.compile table")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 5)
+    rounds = common.rounds_for(args, 2, 5)
     out = knob_table(args.quick, rounds, args.steps or (2 if args.quick else 6))
     if not args.skip_compile:
         out += "\n\n" + compile_table(rounds)
-    print(out, flush=True)
-    return out
+    return common.emit(out)
 
 
 if __name__ == "__main__":

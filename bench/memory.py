@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -71,12 +70,8 @@ def run(quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny size (smoke test)")
-    args = parser.parse_args(argv)
-    out = run(args.quick)
-    print(out, flush=True)
-    return out
+    args = common.parser(__doc__, rounds=False).parse_args(argv)
+    return common.emit(run(args.quick))
 
 
 if __name__ == "__main__":
