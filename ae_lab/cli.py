@@ -131,10 +131,16 @@ def _quote(text: str) -> str:
 
 def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
     """Call `fn(cfg)`; print an `AeLabError` as one paragraph on stderr and exit with status 2."""
+    from hydra.errors import InstantiationException
+
     try:
         result = fn(cfg)
-    except AeLabError as err:
-        print(f"\n[ae-lab] error: {err}\n", file=sys.stderr)
+    except (AeLabError, InstantiationException) as err:
+        # Hydra wraps errors raised in constructors: unwrap ours, re-raise anything else.
+        user_error = err if isinstance(err, AeLabError) else err.__cause__
+        if not isinstance(user_error, AeLabError):
+            raise
+        print(f"\n[ae-lab] error: {user_error}\n", file=sys.stderr)
         sys.exit(2)
     if is_rank_zero():  # under DDP every process returns; one summary is enough
         print_summary(result)

@@ -136,3 +136,11 @@ def test_help_explains_groups():
     assert proc.returncode == 0
     for word in ("model", "loss", "data", "trainer", "logger", "unet", "ssim_l1"):
         assert word in proc.stdout
+
+
+def test_error_raised_inside_a_constructor_is_one_paragraph_too(tmp_path):
+    # Hydra wraps exceptions from `_target_` constructors; the entrypoint unwraps ours.
+    proc = run_train_py("data.image_size=100", "logger=none", f"output_dir={tmp_path}")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
+    assert "data.image_size=100" in proc.stderr and "model.net.depth" in proc.stderr
