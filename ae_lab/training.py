@@ -173,8 +173,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 }
                 wandb.run.finish(exit_code=exit_code)
 
-    result: dict[str, Any] = fit_metrics | _finite_floats(trainer.callback_metrics)
-    result |= module.test_metrics
+    # After `trainer.test`, callback_metrics hold only what the module logged from test_metrics.
+    result: dict[str, Any] = fit_metrics | module.test_metrics
     result["output_dir"] = str(out_dir)
     result["best_checkpoint"] = best
     last = ckpt_dir / "last.ckpt"
