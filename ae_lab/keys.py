@@ -18,8 +18,10 @@ TEST_RECONSTRUCTIONS = "test/reconstructions"
 TEST_SCORES = "test/scores"
 TEST_ERROR_HISTOGRAMS = "test/error_histograms"
 
-# Test summary metrics.
+# Test summary metrics. `test/image_auroc` is the mean of the per-class image AUROCs (MVTec's
+# convention, what papers report); the AUROC of all classes' scores pooled has its own key.
 TEST_IMAGE_AUROC = "test/image_auroc"
+TEST_IMAGE_AUROC_POOLED = "test/image_auroc_pooled"
 TEST_F1_MAX = "test/f1_max"
 TEST_F1_THRESHOLD = "test/f1_threshold"
 TEST_F1_PRECISION = "test/f1_precision"

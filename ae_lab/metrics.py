@@ -73,7 +73,7 @@ def _put_f1(
 
 
 def image_metrics(df: pd.DataFrame) -> dict[str, float]:
-    """Image-level AUROC (all, per class, per class and defect vs that class's good) and F1-max.
+    """Image AUROC (mean of the classes, pooled, per class, per class and defect vs that class's good), F1-max.
 
     df: one row per test image with columns `category`, `defect`, `label` (0/1), `score`.
     """
@@ -87,10 +87,13 @@ def image_metrics(df: pd.DataFrame) -> dict[str, float]:
         if value is not None:
             out[key] = value
 
-    put(keys.image_auroc_key(), df, "the test set")
+    put(keys.TEST_IMAGE_AUROC_POOLED, df, "the test set")
     _put_f1(out, df["label"].to_numpy(int), df["score"].to_numpy(float), None)
+    per_class = []
     for category, cat_df in df.groupby("category", sort=True):
         put(keys.image_auroc_key(category), cat_df, f"class {category!r}")
+        if keys.image_auroc_key(category) in out:
+            per_class.append(out[keys.image_auroc_key(category)])
         _put_f1(out, cat_df["label"].to_numpy(int), cat_df["score"].to_numpy(float), category)
         good = cat_df[cat_df["label"] == 0]
         for defect, defect_df in cat_df[cat_df["label"] == 1].groupby("defect", sort=True):
@@ -99,6 +102,10 @@ def image_metrics(df: pd.DataFrame) -> dict[str, float]:
                 pd.concat([good, defect_df]),
                 f"class {category!r} good vs {defect!r}",
             )
+    if per_class:
+        # The mean over classes, not the pooled AUROC: classes whose scores live on different
+        # scales would otherwise be ranked against each other (MVTec's convention).
+        out[keys.TEST_IMAGE_AUROC] = float(np.mean(per_class))
     return out
 
 

@@ -51,13 +51,19 @@ def _scores(spec: dict[str, Any], rng) -> list[list[Any]]:
 
 
 def _summary(table, roc_auc_score) -> dict[str, float]:
-    """What the training run's test stage writes: AUROC overall, per class, per (class, defect)."""
-    out = {"test/image_auroc": roc_auc_score(table["label"], table["score"]), "test/f1_max": 0.5}
+    """What the training run's test stage writes: AUROC mean of classes, pooled, per class, per defect."""
+    out = {
+        "test/image_auroc_pooled": roc_auc_score(table["label"], table["score"]),
+        "test/f1_max": 0.5,
+    }
+    per_class = []
     for cat, part in table.groupby("category"):
         out[f"test/image_auroc/{cat}"] = roc_auc_score(part["label"], part["score"])
+        per_class.append(out[f"test/image_auroc/{cat}"])
         for defect in sorted(set(part["defect"]) - {"good"}):
             both = part[part["defect"].isin(["good", defect])]
             out[f"test/image_auroc/{cat}/{defect}"] = roc_auc_score(both["label"], both["score"])
+    out["test/image_auroc"] = sum(per_class) / len(per_class)
     return {k: float(v) for k, v in out.items()}
 
 

@@ -78,7 +78,7 @@ def test_f1_max_on_a_known_case():
 def test_degenerate_groups_warn_and_skip():
     df = _scores_df()
     only_good = df[df["label"] == 0]
-    with pytest.warns(UserWarning, match=r"Skipped test/image_auroc: the test set has only good"):
+    with pytest.warns(UserWarning, match=r"Skipped test/image_auroc_pooled: the test set has only good"):
         metrics = image_metrics(only_good)
     assert metrics == {}
 
@@ -91,6 +91,27 @@ def test_degenerate_groups_warn_and_skip():
     with pytest.warns(UserWarning, match="non-finite"):
         metrics = image_metrics(df.assign(score=np.nan))
     assert keys.image_auroc_key() not in metrics
+    assert keys.TEST_IMAGE_AUROC_POOLED not in metrics
+
+
+def test_image_auroc_is_the_mean_of_the_classes_and_pooled_has_its_own_key():
+    # Class a separates perfectly on small scores, class b perfectly on large ones; pooled, b's
+    # good images outscore a's defects, so the pooled AUROC is lower than either class.
+    df = pd.DataFrame(
+        {
+            "category": ["a"] * 4 + ["b"] * 4,
+            "defect": ["good", "good", "x", "x"] * 2,
+            "label": [0, 0, 1, 1] * 2,
+            "score": [0.1, 0.2, 0.3, 0.4, 10.0, 11.0, 12.0, 13.0],
+        }
+    )
+    metrics = image_metrics(df)
+    assert metrics[keys.image_auroc_key("a")] == 1.0 == metrics[keys.image_auroc_key("b")]
+    assert metrics[keys.TEST_IMAGE_AUROC] == 1.0
+    assert metrics[keys.TEST_IMAGE_AUROC_POOLED] == pytest.approx(0.75)
+    one_class_random = df.assign(score=[0.4, 0.1, 0.2, 0.3, 10.0, 11.0, 12.0, 13.0])
+    metrics = image_metrics(one_class_random)
+    assert metrics[keys.TEST_IMAGE_AUROC] == pytest.approx((0.5 + 1.0) / 2)
 
 
 def _two_region_masks(n_good: int = 3, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
