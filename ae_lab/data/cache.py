@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ae_lab.data.io import load_image, load_mask
+from ae_lab.data.lock import file_lock
 from ae_lab.errors import AeLabError
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ def _save(file: Path, key: str, images: np.ndarray, masks: np.ndarray) -> None:
             np.savez(f, key=np.array(key), images=images, masks=np.packbits(masks, axis=-1))
         os.replace(tmp, file)  # atomic: readers never see a half-written cache
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)  # on a read-only file system removing fails too (EROFS)
         warnings.warn(
             f"Could not write the decode cache {file} ({exc}); continuing without it.", stacklevel=3
         )
@@ -123,7 +124,15 @@ def _save(file: Path, key: str, images: np.ndarray, masks: np.ndarray) -> None:
     # Caches of older versions of the same files are dead weight.
     for stale in file.parent.glob(file.name.rsplit("-", 1)[0] + "-*.npz"):
         if stale != file:
-            stale.unlink(missing_ok=True)
+            _remove(stale)
+
+
+def _remove(path: Path) -> None:
+    """Delete `path` if possible; cleaning up must never fail the run."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("Could not remove %s: %s", path, exc)
 
 
 def load_or_build(
@@ -132,6 +141,9 @@ def load_or_build(
     """Images uint8 [N, 3, S, S] and masks bool [N, S, S] for `rows` (in row order), from the cache
     under `cache_dir` (default `default_cache_dir()`), decoding and writing it when missing, stale
     or corrupt."""
+    if rows.empty:  # no file named after no categories
+        size = int(image_size)
+        return np.empty((0, 3, size, size), np.uint8), np.empty((0, size, size), bool)
     root = Path(root).expanduser().resolve()
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     try:
@@ -143,15 +155,25 @@ def load_or_build(
         ) from exc
     key = cache_key(rows, image_size, root)
     file = _cache_file(rows, image_size, root, cache_dir, key)
-    if file.exists():
-        try:
-            return _load(file, key, len(rows), image_size)
-        except _LOAD_ERRORS as exc:
-            warnings.warn(
-                f"Decode cache {file} is unreadable ({exc}); rebuilding it.", stacklevel=2
-            )
-    start = time.perf_counter()
-    images, masks = _decode(rows, image_size)
-    log.info("Decoded %d images in %.1fs -> %s", len(rows), time.perf_counter() - start, file)
-    _save(file, key, images, masks)
+    if (cached := _try_load(file, key, len(rows), image_size)) is not None:
+        return cached
+    # Parallel runs on one machine wait here for the first one's cache instead of decoding again.
+    lock = file.with_name(file.name.rsplit("-", 1)[0] + ".lock")
+    with file_lock(lock, f"building the decode cache {file.name}"):
+        if (cached := _try_load(file, key, len(rows), image_size)) is not None:
+            return cached
+        start = time.perf_counter()
+        images, masks = _decode(rows, image_size)
+        log.info("Decoded %d images in %.1fs -> %s", len(rows), time.perf_counter() - start, file)
+        _save(file, key, images, masks)
     return images, masks
+
+
+def _try_load(file: Path, key: str, n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if not file.exists():
+        return None
+    try:
+        return _load(file, key, n, size)
+    except _LOAD_ERRORS as exc:
+        warnings.warn(f"Decode cache {file} is unreadable ({exc}); rebuilding it.", stacklevel=3)
+    return None

@@ -3,6 +3,7 @@ one tensor index per batch (no per-sample Python work)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ae_lab.data.cache import load_or_build
-from ae_lab.data.table import scan_mvtec, split_train_val
+from ae_lab.data.lock import file_lock
+from ae_lab.data.table import check_distinct, scan_mvtec, split_train_val
 from ae_lab.errors import AeLabError
 
 DEFAULT_CATEGORIES = ("cable", "capsule", "screw", "transistor")
@@ -64,6 +66,21 @@ class InMemoryImages(Dataset):
         return {k: v[0] for k, v in batch.items()}
 
 
+def _number(key: str, value: Any, kind: type, expected: str) -> Any:
+    """`value` as `kind` (int or float), or AeLabError naming `data.<key>`; bools are rejected."""
+    integral = isinstance(value, int | np.integer) or (
+        isinstance(value, float | np.floating) and float(value).is_integer()
+    )
+    if not isinstance(value, bool) and (
+        integral if kind is int else isinstance(value, int | float | np.number)
+    ):
+        return kind(value)
+    raise AeLabError(
+        f"`data.{key}` must be {expected}, got {value!r}. Fix it on the command line "
+        f"(data.{key}=...) or in the data config."
+    )
+
+
 def _is_path(value: object) -> bool:
     return isinstance(value, str)
 
@@ -96,6 +113,10 @@ class MVTecDataModule(LightningDataModule):
         pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
+        batch_size = _number("batch_size", batch_size, int, "an integer >= 1, e.g. 32")
+        val_fraction = _number("val_fraction", val_fraction, float, "a number in [0, 1), e.g. 0.1")
+        image_size = _number("image_size", image_size, int, "an integer >= 8, e.g. 128")
+        num_workers = _number("num_workers", num_workers, int, "an integer >= 0, e.g. 0")
         if batch_size < 1:
             raise AeLabError(f"`data.batch_size` must be >= 1, got {batch_size}.")
         if not 0.0 <= val_fraction < 1.0:
@@ -108,6 +129,7 @@ class MVTecDataModule(LightningDataModule):
         self.categories = (
             [categories] if isinstance(categories, str) else [str(c) for c in categories]
         )
+        check_distinct(self.categories)
         self.image_size, self.seed = int(image_size), int(seed)
         self.val_fraction = float(val_fraction)
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
@@ -126,14 +148,23 @@ class MVTecDataModule(LightningDataModule):
         from ae_lab.data import synthetic  # lazy: only synthetic runs need the generator
 
         params = {**self.generate, "categories": tuple(self.categories)}
-        if not synthetic.is_complete(self.root, **params):
-            synthetic.generate(self.root, **params)
+        if synthetic.is_complete(self.root, **params):
+            return
+        # Parallel runs on one machine (grid runner, joblib launcher, W&B agents) wait here for
+        # the first one's data instead of generating it again under each other's feet.
+        with contextlib.suppress(OSError):  # `generate` reports an unwritable root
+            self.root.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.root / ".generate.lock", f"generating synthetic data in {self.root}"):
+            if not synthetic.is_complete(self.root, **params):
+                synthetic.generate(self.root, **params)
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if asked, and build the decode caches (rank 0 only)."""
         table = self._full_table()
         for split in ("train", "test"):
             rows = table[table["split"] == split]
+            if rows.empty:  # nothing to cache (a dataset without test images)
+                continue
             load_or_build(rows, self.image_size, self.cache_dir, self.root)
 
     def _full_table(self) -> pd.DataFrame:
@@ -161,12 +192,23 @@ class MVTecDataModule(LightningDataModule):
         """Decode (or load from cache) scanned split `source`, then cut it into `splits`."""
         full = self._full_table()
         rows = full[full["split"] == source]
+        if source == "test" and rows.empty:
+            raise AeLabError(self.no_test_images_message())
         images, masks = load_or_build(rows, self.image_size, self.cache_dir, self.root)
         assigned = split_train_val(full, self.val_fraction, self.seed).loc[rows.index, "split"]
         for split in splits:
             pos = np.flatnonzero((assigned == split).to_numpy())
             table = rows.iloc[pos].reset_index(drop=True)
             self._datasets[split] = InMemoryImages(images[pos], masks[pos], table)
+
+    def no_test_images_message(self) -> str:
+        """Why there is nothing to test, naming the folders that were searched."""
+        where = ", ".join(str(self.root.resolve() / c / "test") for c in self.categories)
+        return (
+            f"Nothing to test: data.categories={self.categories} have no test images (looked "
+            f"for image files in <defect>/ subfolders of {where}). Point `data.root` at a "
+            "complete dataset, or set `test=false` to train only."
+        )
 
     def dataset(self, split: str) -> InMemoryImages:
         self.setup("test" if split == "test" else "fit")

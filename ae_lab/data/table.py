@@ -26,11 +26,23 @@ class MissingMaskWarning(UserWarning):
     """A defective test image has no ground-truth mask; it is kept with `mask_path=None`."""
 
 
+class MaskSizeWarning(UserWarning):
+    """A ground-truth mask differs in size from its image; pixel metrics leave that image out."""
+
+
+class NoTestImagesWarning(UserWarning):
+    """A category has no test images; it can only be trained on."""
+
+
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
+    # Hidden files are skipped like hidden folders: macOS archives carry AppleDouble `._000.png`
+    # metadata files next to every image, which are not images.
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     )
 
 
@@ -55,6 +67,7 @@ def _check_categories(root: Path, categories: list[str]) -> None:
         raise AeLabError(f"The dataset folder {root} does not exist. {DOWNLOAD_HINT}")
     if not categories:
         raise AeLabError("`data.categories` is empty: list at least one category, e.g. [screw].")
+    check_distinct(categories)
     found = [p.name for p in _subfolders(root)]
     unknown = [c for c in categories if c not in found]
     if unknown:
@@ -63,6 +76,29 @@ def _check_categories(root: Path, categories: list[str]) -> None:
             f"there is no such folder under {root}. Categories found there: {found or 'none'}. "
             f"Fix `data.categories` or `data.root`."
         )
+
+
+def check_distinct(categories: list[str]) -> None:
+    """Raise AeLabError when `data.categories` names a category twice (every image would be read
+    twice, and validation images would also be training images)."""
+    twice = sorted({c for c in categories if categories.count(c) > 1})
+    if twice:
+        raise AeLabError(
+            f"`data.categories` lists {', '.join(twice)} more than once ({categories}): each "
+            f"category's images would be used twice. List each category once, e.g. "
+            f"data.categories=[{','.join(dict.fromkeys(categories))}]."
+        )
+
+
+def _size_mismatch(image: Path, mask: Path) -> tuple[int, int] | None:
+    """The mask's (width, height) when it differs from its image's, else None (headers only)."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as a, Image.open(mask) as b:
+            return None if a.size == b.size else b.size
+    except (OSError, ValueError, SyntaxError):  # unreadable files are reported when decoded
+        return None
 
 
 def _scan_category(root: Path, category: str) -> list[dict]:
@@ -93,7 +129,26 @@ def _scan_category(root: Path, category: str) -> list[dict]:
                 MissingMaskWarning,
                 stacklevel=3,
             )
-        rows += [_row(p, category, "test", defect, masks.get(p.stem)) for p in images]
+        for p in images:
+            mask = masks.get(p.stem)
+            if mask is not None and (size := _size_mismatch(p, mask)) is not None:
+                # Stretching the mask onto the image would score pixels against the wrong places.
+                warnings.warn(
+                    f"Mask {mask} is {size[0]}x{size[1]} px but its image {p} is not the same size; "
+                    "the image is kept for image-level metrics but left out of pixel-level ones. "
+                    "Replace the mask with one of the image's size.",
+                    MaskSizeWarning,
+                    stacklevel=3,
+                )
+                mask = None
+            rows.append(_row(p, category, "test", defect, mask))
+    if not any(row["split"] == "test" for row in rows):
+        warnings.warn(
+            f"No test images for '{category}': no image files in {base / 'test'}/<defect>/ "
+            "(e.g. test/good/). It is used for training only.",
+            NoTestImagesWarning,
+            stacklevel=3,
+        )
     return rows
 
 
