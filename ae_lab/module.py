@@ -1,6 +1,7 @@
 """The LightningModule: one network, one reconstruction loss, one optimizer, all injected by Hydra."""
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -18,7 +19,12 @@ from ae_lab.scoring import ScoringConfig, anomaly_map, image_score, per_image_er
 
 
 class NonFiniteLossError(AeLabError):
-    """The training loss became NaN/inf; the last good checkpoint is kept."""
+    """Training diverged (a NaN/inf loss, validation loss or weight); nothing non-finite is saved."""
+
+
+def non_finite_tensors(tensors: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors (weights, BatchNorm statistics) holding NaN or inf."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
 
 
 class AutoencoderModule(L.LightningModule):
@@ -55,6 +61,7 @@ class AutoencoderModule(L.LightningModule):
         self.test_scores: pd.DataFrame | None = None  # one row per test image, keys.SCORE_COLUMNS
         self.test_maps: Tensor | None = None  # [N,1,H,W] anomaly maps, float16 on CPU
         self.test_metrics: dict[str, float] = {}
+        self._val_non_finite = False
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B,3,H,W] in [0,1] -> reconstruction [B,3,H,W]."""
@@ -76,12 +83,7 @@ class AutoencoderModule(L.LightningModule):
         loss, _ = self._loss(batch["image"])
         if not torch.isfinite(loss):
             # Raise before the optimizer step so the weights (and last.ckpt) stay finite.
-            raise NonFiniteLossError(
-                f"Training stopped: the loss became {loss.item()} at epoch {self.current_epoch}, "
-                f"step {self.global_step}. The last good checkpoint is kept (last.ckpt in the run's "
-                "checkpoints folder); resume from it with `ckpt_path=...` after lowering the learning "
-                "rate (`optimizer.lr=...`) or enabling gradient clipping (`trainer.gradient_clip_val=...`)."
-            )
+            raise self._diverged(f"the training loss became {loss.item()}")
         self.log(
             keys.TRAIN_LOSS,
             loss,
@@ -97,11 +99,55 @@ class AutoencoderModule(L.LightningModule):
         x = batch["image"]
         loss, recon = self._loss(x)
         n = len(x)
+        self._val_non_finite = self._val_non_finite or not bool(torch.isfinite(loss))
         # sync_dist: under DDP every rank logs (and checkpoints on) the mean over all ranks.
         self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
         for name, key in (("l1", keys.VAL_L1), ("l2", keys.VAL_L2), ("ssim", keys.VAL_SSIM)):
             value = self.val_errors[name](recon, x)
             self.log(key, value, on_epoch=True, batch_size=n, sync_dist=True)
+
+    # ---- divergence guard: these hooks run before ModelCheckpoint saves, so no checkpoint
+    # (last or "best") ever holds NaN/inf weights; a finite loss can hide them behind BatchNorm.
+    def on_validation_epoch_start(self) -> None:
+        self._val_non_finite = False
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self._check_finite("the validation loss became NaN/inf" if self._val_non_finite else "")
+
+    def on_train_epoch_end(self) -> None:
+        self._check_finite("")  # covers runs without validation images
+
+    def _check_finite(self, problem: str) -> None:
+        bad = non_finite_tensors(self.state_dict())
+        if bad:
+            problem = problem or f"{len(bad)} weight/statistic tensors hold NaN/inf (e.g. {bad[0]})"
+        # Every process decides together: one raising alone would hang distributed training.
+        if self.trainer.strategy.reduce_boolean_decision(bool(problem), all=False):
+            raise self._diverged(problem or "another process's weights or loss became NaN/inf")
+
+    def _diverged(self, problem: str) -> NonFiniteLossError:
+        """The error for a diverged run: what went wrong, which checkpoint is good, what to try."""
+        trainer = self.trainer
+        checkpoint = trainer.checkpoint_callback
+        last = getattr(checkpoint, "last_model_path", "") or ""
+        if last and Path(last).is_file():
+            saved = (
+                f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights are "
+                f"finite (evaluate it with `train=false ckpt_path={last}`)."
+            )
+        else:
+            saved = "No checkpoint was saved: the run diverged before the end of its first epoch."
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        fix = f"optimizer.lr={lr:g} now, try 10x lower" if lr else "optimizer.lr=..."
+        if not trainer.gradient_clip_val:  # already on in trainer=default
+            fix += ", or clip gradients with trainer.gradient_clip_val=1.0"
+        # Resuming would restore the optimizer's state, learning rate included: start again.
+        return NonFiniteLossError(
+            f"Training stopped at epoch {self.current_epoch}, step {self.global_step}: {problem}. "
+            f"{saved} Train again with a lower learning rate ({fix})."
+        )
 
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []

@@ -1,17 +1,24 @@
 """`train(cfg)`: build everything from the Hydra config, fit, test, return the final metrics."""
 
 import math
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ae_lab.checkpoints import check_checkpoint, resume_command
 from ae_lab.cli import flatten_dict
+from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.errors import AeLabError
 from ae_lab.module import AutoencoderModule
 from ae_lab.scoring import ScoringConfig
@@ -65,16 +72,47 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path, logger: Logger | None) -> l
     return callbacks
 
 
+def _checked_factories(cfg: DictConfig) -> tuple[Any, Any]:
+    """The partial optimizer and scheduler, tried once on a dummy parameter so that a bad value
+    (`optimizer.lr=-1`, `optimizer.lr=fast`) fails now, naming its key, not inside fit."""
+    optimizer_factory = hydra.utils.instantiate(cfg.optimizer)
+    with _rejected_settings(cfg, "optimizer", "e.g. optimizer.lr=1e-3 (a positive number)"):
+        optimizer = optimizer_factory(params=[torch.nn.Parameter(torch.zeros(1))])
+    if not cfg.get("scheduler"):
+        return optimizer_factory, None
+    scheduler_factory = hydra.utils.instantiate(cfg.scheduler)
+    with _rejected_settings(cfg, "scheduler", "scheduler.<name>=..."):
+        scheduler_factory(optimizer=optimizer)
+    return optimizer_factory, scheduler_factory
+
+
+@contextmanager
+def _rejected_settings(cfg: DictConfig, key: str, example: str) -> Iterator[None]:
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        section = cfg[key]
+        values = ", ".join(f"{key}.{k}={v!r}" for k, v in section.items() if not k.startswith("_"))
+        raise AeLabError(
+            f"{section.get('_target_', key)} rejects the `{key}` settings ({values}): {exc}. "
+            f"Fix the value on the command line, {example}."
+        ) from exc
+
+
 def build_module(cfg: DictConfig) -> AutoencoderModule:
     scoring = ScoringConfig.from_dict(OmegaConf.to_container(cfg.scoring, resolve=True))
+    optimizer, scheduler = _checked_factories(cfg)
     module = AutoencoderModule(
         net=hydra.utils.instantiate(cfg.model.net),
         loss=hydra.utils.instantiate(cfg.loss.fn),
-        optimizer=hydra.utils.instantiate(cfg.optimizer),
-        scheduler=hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        optimizer=optimizer,
+        scheduler=scheduler,
         kl_beta=float(cfg.model.get("kl_beta", 0.0)),
         scoring=scoring,
     )
+    # Stored in every checkpoint (Lightning's `hyper_parameters`), so a checkpoint can say which
+    # model and data settings it was trained with; `logger=False`: the run logs its config itself.
+    module.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True)}, logger=False)
     torch_cfg = cfg.get("torch") or {}
     if torch_cfg.get("channels_last"):
         # NHWC weights make every conv (and its output) channels-last: 1.6x faster training on
@@ -83,6 +121,34 @@ def build_module(cfg: DictConfig) -> AutoencoderModule:
     if torch_cfg.get("compile"):
         module.net = torch.compile(module.net)
     return module
+
+
+def build_trainer(
+    cfg: DictConfig, logger: Logger | None, callbacks: list[Callback], out_dir: Path
+) -> L.Trainer:
+    """The Lightning Trainer of `cfg.trainer`; settings this machine cannot run name their key."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    try:
+        return hydra.utils.instantiate(
+            cfg.trainer,
+            logger=logger if logger is not None else False,
+            callbacks=callbacks,
+            default_root_dir=str(out_dir),
+        )
+    except InstantiationException as exc:
+        if not isinstance(exc.__cause__, MisconfigurationException):
+            raise
+        no_gpu = accelerator in ("gpu", "cuda") and not torch.cuda.is_available()
+        hint = (
+            f"trainer.accelerator={accelerator} (trainer=gpu) needs a GPU, and PyTorch sees none on "
+            "this machine. Run on the CPU with `trainer=default` (or trainer.accelerator=auto)."
+            if no_gpu
+            else "Check trainer.accelerator, trainer.devices, trainer.strategy and "
+            "trainer.precision, or use `trainer=default`."
+        )
+        raise AeLabError(
+            f"Lightning rejects the trainer settings: {exc.__cause__}. {hint}"
+        ) from exc
 
 
 def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
@@ -135,13 +201,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     module = build_module(cfg)
+    if cfg.get("ckpt_path"):  # before any training or W&B run: a wrong file fails now, clearly
+        check_checkpoint(cfg.ckpt_path, module, OmegaConf.to_container(cfg, resolve=True))
+    test_set = datamodule.table("test") if isinstance(datamodule, MVTecDataModule) else None
+    if cfg.get("test") and test_set is not None and test_set.empty:  # fail before training
+        raise AeLabError(datamodule.no_test_images_message())
     logger = build_logger(cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        logger=logger if logger is not None else False,
-        callbacks=build_callbacks(cfg, ckpt_dir, logger),
-        default_root_dir=str(out_dir),
-    )
+    trainer = build_trainer(cfg, logger, build_callbacks(cfg, ckpt_dir, logger), out_dir)
     if logger is not None:
         logger.log_hyperparams(hyperparams(cfg, logger))
 
@@ -151,6 +217,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         if cfg.get("train"):
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            if trainer.global_step == 0:  # the "result" would be that of random weights
+                raise AeLabError(
+                    "No training step ran (trainer.max_epochs="
+                    f"{trainer.max_epochs}, trainer.max_steps={trainer.max_steps}, "
+                    f"trainer.limit_train_batches={trainer.limit_train_batches}), so the test "
+                    "metrics would be those of untrained random weights; none are reported. Set "
+                    "trainer.max_epochs >= 1, or evaluate a saved model with `train=false "
+                    "ckpt_path=PATH`."
+                )
             # `trainer.test` resets callback_metrics: keep the last epoch's train/val values now.
             fit_metrics = _finite_floats(trainer.callback_metrics)
         checkpoint = trainer.checkpoint_callback
@@ -161,6 +236,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             test_ckpt = (best or "last") if cfg.get("train") else cfg.ckpt_path
             trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
         exit_code = 0
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        # Ctrl-C: Lightning has shut down and calls sys.exit(1); say how to go on.
+        if trainer.is_global_zero:
+            last = ckpt_dir / "last.ckpt"
+            print(f"\n[ae-lab] interrupted. {resume_command(last)}", file=sys.stderr)
+        raise SystemExit(130) from None  # 128 + SIGINT, the shell's code for Ctrl-C
     finally:
         if isinstance(logger, WandbLogger):
             import wandb

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,12 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from omegaconf import DictConfig
 from PIL import Image
 
 from ae_lab.data import cache
 from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.data.table import MaskSizeWarning, NoTestImagesWarning, scan_mvtec
 from ae_lab.errors import AeLabError
+from ae_lab.module import AutoencoderModule, NonFiniteLossError, non_finite_tensors
+from ae_lab.training import build_module, train
+from tests.compose import CONF_DIR, compose_config, tiny_overrides
 from tests.conftest import write_tiny_mvtec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,3 +151,189 @@ def test_parallel_runs_on_a_fresh_synthetic_root_generate_and_decode_once(tmp_pa
     # train and test caches: each decoded by one of the two runs only
     assert events.count("decoded") == 2, events
     assert results[0]["n"] == results[1]["n"] == 6
+
+
+# ---- training -----------------------------------------------------------------------------------
+CATEGORIES = ["widget", "screw"]
+
+
+def tiny(root: Path, out: Path, *extra: str) -> DictConfig:
+    return compose_config([*tiny_overrides(root, out, CATEGORIES), *extra])
+
+
+def checkpoints_are_finite(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.ckpt"))
+    for file in files:
+        state = torch.load(file, map_location="cpu", weights_only=False)["state_dict"]
+        assert not non_finite_tensors(state), file
+    return files
+
+
+@pytest.mark.slow
+def test_no_validation_images_with_wandb_keeps_the_checkpoint(tiny_mvtec, tmp_path, caplog):  # 1
+    overrides = [o for o in tiny_overrides(tiny_mvtec, tmp_path, CATEGORIES) if o != "logger=none"]
+    cfg = compose_config([*overrides, "logger=wandb", "data.val_fraction=0", "media.n_images=4"])
+    result = train(cfg)
+    assert Path(result["last_checkpoint"]).is_file()
+    assert 0.0 <= result["test/image_auroc"] <= 1.0
+    skipped = [r for r in caplog.records if "validation media skipped" in r.getMessage()]
+    assert len(skipped) == 1
+
+
+def test_media_errors_never_stop_the_run(caplog):  # 1: a callback error must not cost the run
+    from ae_lab.callbacks.media import WandbMediaCallback
+
+    class Broken(WandbMediaCallback):
+        def _log_val_media(self, *args, **kwargs):
+            raise RuntimeError("stack expects a non-empty TensorList")
+
+    callback = Broken()
+    callback._last_epoch = 0
+    callback.on_train_end(object(), object())  # logged, not raised
+    assert "on_train_end failed" in caplog.text and "non-empty TensorList" in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lr", ["1e6", "1e8"])
+def test_diverging_run_saves_no_non_finite_checkpoint_and_says_so(tiny_mvtec, tmp_path, lr):  # 2
+    cfg = tiny(tiny_mvtec, tmp_path, f"optimizer.lr={lr}", "trainer.max_epochs=3")
+    with pytest.raises(NonFiniteLossError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    files = checkpoints_are_finite(tmp_path / "checkpoints")
+    if files:
+        assert str(tmp_path / "checkpoints" / "last.ckpt") in message
+    else:
+        assert "No checkpoint was saved" in message
+    assert "gradient_clip_val" not in message  # clipping is already on in trainer=default
+    assert "optimizer.lr" in message
+
+
+@pytest.mark.slow
+def test_weights_that_blow_up_behind_a_finite_loss_are_caught(tiny_mvtec, tmp_path, monkeypatch):
+    # item 2: BatchNorm can keep the loss finite while weights and statistics are NaN/inf.
+    def poison(self):
+        if self.current_epoch == 1:
+            with torch.no_grad():
+                next(b for n, b in self.named_buffers() if "running_var" in n).fill_(float("inf"))
+
+    monkeypatch.setattr(AutoencoderModule, "on_train_epoch_start", poison, raising=False)
+    with pytest.raises(NonFiniteLossError, match=r"running_var.*last\.ckpt is the last one"):
+        train(tiny(tiny_mvtec, tmp_path, "trainer.max_epochs=3"))
+    files = checkpoints_are_finite(tmp_path / "checkpoints")
+    assert [torch.load(f, weights_only=False)["epoch"] for f in files] == [0, 0]  # best + last
+
+
+def test_zero_epochs_reports_no_result(tiny_mvtec, tmp_path):  # item 6
+    with pytest.raises(AeLabError, match=r"trainer\.max_epochs=0.*random weights"):
+        train(tiny(tiny_mvtec, tmp_path, "trainer.max_epochs=0"))
+
+
+def test_category_without_test_images_stops_before_training(tmp_path):  # item 7
+    root = small_tree(tmp_path / "mvtec")
+    shutil.rmtree(root / "widget/test")
+    cfg = compose_config([*tiny_overrides(root, tmp_path / "run", ["widget"])])
+    with pytest.warns(NoTestImagesWarning), pytest.raises(AeLabError, match="Nothing to test"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("lr", ["-1", "fast"])
+def test_bad_learning_rate_names_the_key(lr):  # item 13
+    with pytest.raises(AeLabError, match=rf"optimizer\.lr=.*{lr}.*optimizer\.lr=1e-3"):
+        build_module(compose_config([f"optimizer.lr={lr}", "logger=none"]))
+
+
+@pytest.fixture(scope="module")
+def ae_checkpoint(tiny_mvtec, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ae_run")
+    return Path(train(tiny(tiny_mvtec, out, "test=false"))["last_checkpoint"])
+
+
+@pytest.mark.slow
+def test_checkpoint_of_another_model_says_which_model_it_holds(ae_checkpoint, tiny_mvtec, tmp_path):
+    cfg = tiny(tiny_mvtec, tmp_path, "model=unet", "train=false", f"ckpt_path={ae_checkpoint}")
+    with pytest.raises(AeLabError, match=r"trained with model=ae.*`model=ae model\.latent_dim=8"):
+        train(cfg)  # item 14
+
+
+@pytest.mark.slow
+def test_truncated_or_non_finite_checkpoint_is_one_paragraph(ae_checkpoint, tiny_mvtec, tmp_path):
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(ae_checkpoint.read_bytes()[:5000])
+    cfg = tiny(tiny_mvtec, tmp_path, "train=false", f"ckpt_path={truncated}")
+    with pytest.raises(AeLabError, match=r"Cannot read the checkpoint.*truncated"):
+        train(cfg)  # item 14
+    state = torch.load(ae_checkpoint, weights_only=False)
+    next(iter(state["state_dict"].values())).fill_(float("nan"))
+    torch.save(state, tmp_path / "nan.ckpt")
+    cfg = tiny(tiny_mvtec, tmp_path, "train=false", f"ckpt_path={tmp_path / 'nan.ckpt'}")
+    with pytest.raises(AeLabError, match="NaN/inf weights"):
+        train(cfg)  # item 2: a junk checkpoint is not evaluated into a "done"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_trainer_without_gpu_suggests_the_default_trainer(tiny_mvtec, tmp_path):  # item 15
+    with pytest.raises(AeLabError, match=r"trainer\.accelerator=gpu.*trainer=default"):
+        train(tiny(tiny_mvtec, tmp_path, "trainer=gpu"))
+
+
+def test_mistyped_key_points_to_the_real_one():  # item 16
+    from ae_lab.overrides import unknown_key_message
+
+    message = unknown_key_message(["trainer.max_epoch=1", "model=unet"], CONF_DIR)
+    assert "`trainer.max_epochs=1`" in message and "+trainer" not in message
+    assert unknown_key_message(["model.net.depht=3", "model=unet"], CONF_DIR).count("depth=3")
+    for fine in (["trainer.max_epochs=1", "model=vae", "model.kl_beta=0.1"], ["+extra=1"]):
+        assert unknown_key_message(fine, CONF_DIR) is None
+
+
+def test_mistyped_key_on_the_command_line_exits_with_the_hint(tmp_path):  # item 16
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "trainer.max_epoch=1", "logger=none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "trainer.max_epochs=1" in proc.stderr and "+trainer.max_epoch" not in proc.stderr
+
+
+def test_batch_size_of_the_wrong_type_on_the_command_line(tmp_path):  # item 13, through Hydra
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "data.batch_size=abc", "logger=none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "`data.batch_size` must be an integer" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_the_resume_command(tiny_mvtec, tmp_path, monkeypatch, capsys):  # item 18
+    def interrupt(self):
+        if self.current_epoch == 1:  # after epoch 0's last.ckpt
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(AutoencoderModule, "on_train_epoch_start", interrupt, raising=False)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as caught:
+            train(tiny(tiny_mvtec, tmp_path, "trainer.max_epochs=3"))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while stopping
+    assert caught.value.code == 130
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file() and f"ckpt_path={last}" in capsys.readouterr().err
+
+
+def test_analyze_names_a_missing_offline_dir(tmp_path, capsys):  # item 18
+    import analyze
+
+    missing = tmp_path / "MISSING"
+    rc = analyze.main(["--project", "x", "--offline-dir", str(missing), "--no-wandb"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"'{missing}' does not exist" in err

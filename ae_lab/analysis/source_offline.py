@@ -163,6 +163,13 @@ def load_offline_runs(
         f"Check --offline-dir (now '{root}': the `wandb/` folder or the folder holding it) and "
         "--project, or run `make demo` to create runs."
     )
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise AeLabError(
+            f"--offline-dir '{root}' {what}. "
+            "Pass the `wandb/` folder of your runs or the folder holding it (train.py writes them "
+            "under $WANDB_DIR, default the current folder), or run `make demo` to create runs."
+        )
     run_dirs = find_run_dirs(root)
     if not run_dirs:
         raise AeLabError(f"No W&B run folders (offline-run-*/run-*.wandb) under '{root}'. {hint}")

@@ -1,8 +1,9 @@
 """The W&B media of a run: reconstructions, latent t-SNE maps, score tables and histograms."""
 
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +31,26 @@ EPOCH_AXIS_KEYS = (
     keys.VAL_LATENT_TSNE,
     keys.VAL_LATENT_TSNE_TABLE,
 )
+
+
+def never_fatal(hook: Callable[..., None]) -> Callable[..., None]:
+    """Media are extras: an error in a media hook is logged and the run (its checkpoints, its
+    metrics) goes on, instead of Lightning aborting fit before `last.ckpt` is written."""
+
+    @functools.wraps(hook)
+    def guarded(self: Callback, *args: Any, **kwargs: Any) -> None:
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as exc:
+            log.warning(
+                "W&B media skipped: %s failed (%s: %s)",
+                hook.__name__,
+                type(exc).__name__,
+                exc,
+                exc_info=True,  # a bug in a media hook should still be visible
+            )
+
+    return guarded
 
 
 @contextmanager
@@ -86,11 +107,13 @@ class WandbMediaCallback(Callback):
         self._val_images: Tensor | None = None
         self._logged: dict[str, set[int]] = {"recon": set(), "tsne": set()}
         self._last_epoch: int | None = None
+        self._said_no_val = False
         self._test_rows: list[int] = []
         self._test_picked: dict[int, tuple[Tensor, Tensor]] = {}
         self._test_latents: list[tuple[np.ndarray, pd.DataFrame]] = []
 
     # ---- setup ----------------------------------------------------------------------------------
+    @never_fatal
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         run = wandb_run(trainer)
         if run is None or self._defined_for == run.id:
@@ -103,6 +126,7 @@ class WandbMediaCallback(Callback):
         self._defined_for = run.id
 
     # ---- validation media -----------------------------------------------------------------------
+    @never_fatal
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         self._last_epoch = epoch
@@ -110,6 +134,7 @@ class WandbMediaCallback(Callback):
         tsne = self.tsne_every_n_epochs > 0 and (epoch + 1) % self.tsne_every_n_epochs == 0
         self._log_val_media(trainer, pl_module, epoch, recon, tsne)
 
+    @never_fatal
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = self._last_epoch
         if epoch is None:
@@ -122,6 +147,11 @@ class WandbMediaCallback(Callback):
     ) -> None:
         run = wandb_run(trainer)
         if run is None or not (recon or tsne) or trainer.datamodule is None:
+            return
+        if trainer.datamodule.table("val").empty:  # data.val_fraction=0
+            if not self._said_no_val:
+                log.warning("No validation images (data.val_fraction=0): validation media skipped.")
+                self._said_no_val = True
             return
         import wandb
 
@@ -168,12 +198,14 @@ class WandbMediaCallback(Callback):
         return self._val_images
 
     # ---- test media -----------------------------------------------------------------------------
+    @never_fatal
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._test_picked, self._test_latents, self._test_rows = {}, [], []
         if wandb_run(trainer) is not None and trainer.datamodule is not None:
             table = trainer.datamodule.table("test")
             self._test_rows = select_test(table, self.n_images, self.selection_seed)
 
+    @never_fatal
     def on_test_batch_end(
         self,
         trainer: L.Trainer,
@@ -193,6 +225,7 @@ class WandbMediaCallback(Callback):
                 z = pl_module.net.encode(batch["image"]).flatten(1).float().cpu().numpy()
             self._test_latents.append((z, latent_meta(batch)))
 
+    @never_fatal
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         run = wandb_run(trainer)
         scores: pd.DataFrame | None = getattr(pl_module, "test_scores", None)
@@ -259,6 +292,7 @@ class WandbMediaCallback(Callback):
         return strips
 
     # ---- checkpoint -----------------------------------------------------------------------------
+    @never_fatal
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         run = wandb_run(trainer)
         checkpoint = trainer.checkpoint_callback
