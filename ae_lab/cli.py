@@ -1,17 +1,28 @@
-"""What the entrypoints share: user errors without tracebacks, and W&B agent arguments for Hydra."""
+"""What the entrypoints share: user errors without tracebacks, W&B agent arguments for Hydra,
+and what a run of a Hydra multirun needs (its own folder, the sweep's W&B group, a result file)."""
 
 import ast
 import functools
 import json
 import re
+import secrets
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.errors import AeLabError
+
+# `${ae_lab.uid:}` in conf/config.yaml: a random suffix for the run (and sweep) folder, so that
+# two runs started in the same second never share one. Cached: one value per composed config,
+# and Hydra copies the cache into every job of a multirun, so the sweep folder is one folder.
+OmegaConf.register_new_resolver("ae_lab.uid", lambda: secrets.token_hex(3), use_cache=True)
+
+# What `wandb agent` sets for the runs it starts (wandb/wandb_agent.py, Agent._command_run).
+AGENT_ENV = ("WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
 
 # Arguments W&B's agent may add that Hydra must not see (`--_wandb=...`, `_wandb=...`).
 _AGENT_PRIVATE = re.compile(r"^-{0,2}_wandb(=.*)?$")
@@ -46,6 +57,17 @@ def agent_argv_to_hydra(argv: list[str]) -> list[str]:
             continue
         out.extend(f"{k}={v}" for k, v in _agent_value(key, text))
     return out
+
+
+def launched_by_wandb_agent(environ: Mapping[str, str]) -> bool:
+    """True when `wandb agent` started this process (it sets the sweep id and parameter file)."""
+    return all(environ.get(name) for name in AGENT_ENV)
+
+
+def hydra_argv(argv: list[str], environ: Mapping[str, str]) -> list[str]:
+    """The command line for Hydra: the agent's arguments translated, anyone else's untouched
+    (so Hydra's own syntax, `-m model=ae,unet`, `range(1,4)`, `glob(*)`, reaches Hydra)."""
+    return agent_argv_to_hydra(argv) if launched_by_wandb_agent(environ) else list(argv)
 
 
 def _agent_value(key: str, text: str) -> list[tuple[str, str]]:
@@ -130,21 +152,67 @@ def _quote(text: str) -> str:
 
 
 def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
-    """Call `fn(cfg)`; print an `AeLabError` as one paragraph on stderr and exit with status 2."""
-    from hydra.errors import InstantiationException
+    """Call `fn(cfg)` for one run; print an `AeLabError` as one paragraph on stderr and exit 2.
 
+    In a Hydra multirun the error is raised instead (Hydra marks that job failed, runs the others
+    and exits non-zero at the end) and a run without `logger.group` joins the sweep's group.
+    With `cfg.result_file` the metrics, or the error, are also written there as JSON.
+    """
+    multirun = _hydra_mode() == "MULTIRUN"
+    if multirun:
+        join_sweep_group(cfg)
+    start = time.monotonic()
     try:
         result = fn(cfg)
-    except (AeLabError, InstantiationException) as err:
-        # Hydra wraps errors raised in constructors: unwrap ours, re-raise anything else.
-        user_error = err if isinstance(err, AeLabError) else err.__cause__
-        if not isinstance(user_error, AeLabError):
+    except Exception as err:
+        error = user_error(err)
+        _write_result(cfg, {"error": str(error or f"{type(err).__name__}: {err}")}, start)
+        if error is None:
             raise
-        print(f"\n[ae-lab] error: {user_error}\n", file=sys.stderr)
+        print(f"\n[ae-lab] error: {error}\n", file=sys.stderr)
+        if multirun:
+            raise error from None
         sys.exit(2)
+    _write_result(cfg, result, start)
     if is_rank_zero():  # under DDP every process returns; one summary is enough
         print_summary(result)
     return result
+
+
+def user_error(err: BaseException) -> AeLabError | None:
+    """The `AeLabError` behind `err`: itself, or the one a Hydra-instantiated constructor raised."""
+    from hydra.errors import InstantiationException
+
+    if isinstance(err, InstantiationException):
+        err = err.__cause__
+    return err if isinstance(err, AeLabError) else None
+
+
+def _hydra_mode() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().mode.name if HydraConfig.initialized() else None
+
+
+def join_sweep_group(cfg: DictConfig) -> None:
+    """Without `logger.group`, every run of a multirun logs to one W&B group named after the sweep
+    folder (`multirun/2025-06-01/12-00-00-3fa2b1` -> `2025-06-01_12-00-00-3fa2b1`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.get("logger") and "group" in cfg.logger and not cfg.logger.group:
+        cfg.logger.group = "_".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
+
+
+def _write_result(cfg: DictConfig, result: dict[str, Any], start: float) -> None:
+    if cfg.get("result_file") and is_rank_zero():  # under DDP only rank 0 writes it
+        import torch
+
+        status = "failed" if "error" in result else "ok"
+        seconds, threads = time.monotonic() - start, torch.get_num_threads()
+        write_result_file(
+            cfg.result_file,
+            result | {"status": status, "seconds": seconds, "torch_threads": threads},
+        )
 
 
 def is_rank_zero() -> bool:

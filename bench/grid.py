@@ -33,7 +33,7 @@ def sweep_file(quick: bool, tmp: Path) -> Path:
 def prepare(sweep: Path, env: dict[str, str]) -> int:
     """Generate the grid's data once, untimed (the runner does this before any run); -> runs."""
     from ae_lab.sweep.expand import expand
-    from ae_lab.sweep.runner import prepare_data
+    from ae_lab.sweep.multirun import prepare_data
     from ae_lab.sweep.spec import load_sweep
 
     os.environ["AE_LAB_CACHE"] = env["AE_LAB_CACHE"]

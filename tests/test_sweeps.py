@@ -1,11 +1,13 @@
-"""Sweep files compose for every grid point; the offline runner validates, plans and runs them."""
+"""Sweep files compose for every grid point; the runner checks them and runs them as a Hydra multirun."""
 
 import itertools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ from omegaconf import OmegaConf
 
 from ae_lab.errors import AeLabError
 from ae_lab.sweep import expand, load_sweep
-from ae_lab.sweep.runner import PlannedRun, RunOutcome, summary_table
+from ae_lab.sweep.__main__ import main as sweep_main
+from ae_lab.sweep.multirun import RunOutcome, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -105,6 +108,8 @@ def test_grid_files_are_architecture_x_loss():
         ({"model": {"values": ["ae"]}}, {"paramters": {}}, r"unknown top-level key\(s\) paramters"),
         ({"model": ["ae", "unet"]}, {}, r"parameter `model` must be a mapping"),
         ({"model": {"values": ["ae"]}}, {"command": ["python", "train.py"]}, r"args_no_hyphens"),
+        # an empty nested block used to vanish from the grid: one full-size default run
+        ({"model": {"parameters": {}}}, {}, r"sweep\.yaml: `model\.parameters` is empty"),
     ],
 )
 def test_invalid_sweeps_are_refused_before_anything_runs(tmp_path, parameters, top, match):
@@ -130,48 +135,55 @@ def test_nested_parameters_and_extra_overrides(tmp_path):
         expand(spec, CONF, ["model.latent_dim=4"])
 
 
-def test_dry_run_prints_one_command_per_grid_point(tmp_path):
+def test_dry_run_prints_one_hydra_multirun_command(tmp_path):
     out_dir = tmp_path / "out"
     cmd = [sys.executable, "-m", "ae_lab.sweep", "sweeps/grid.yaml", "--dry-run", "--jobs", "2",
-           "--group", "g1", "--out-dir", str(out_dir)]  # fmt: skip
+           "--group", "g1", "--out-dir", str(out_dir), "trainer.max_epochs=2"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 8
-    pairs = set()
-    parser = OverridesParser.create()
-    for line in lines:
-        words = shlex.split(line)
-        env = dict(w.split("=", 1) for w in words[:2])
-        assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"]
-        assert words[2:4] == [sys.executable, "train.py"]
-        values = {o.key_or_group: o.value() for o in parser.parse_overrides(words[4:])}
-        assert values["logger.group"] == "g1" and values["torch.num_threads"] == int(
-            env["OMP_NUM_THREADS"]
-        )
-        assert Path(values["result_file"]).parent == Path(values["hydra.run.dir"])
-        assert Path(values["hydra.run.dir"]).parent == out_dir / "g1"
-        pairs.add((values["model"], values["loss"]))
-    assert pairs == set(itertools.product(MODELS, LOSSES))
+    (line,) = proc.stdout.strip().splitlines()
+    words = shlex.split(line)
+    assert words[:3] == [sys.executable, "train.py", "-m"]
+    parsed = OverridesParser.create().parse_overrides(words[3:])
+    sweeps = {
+        o.key_or_group: list(o.sweep_string_iterator()) for o in parsed if o.is_sweep_override()
+    }
+    assert sweeps == {"model": MODELS, "loss": LOSSES}
+    values = {o.key_or_group: o.value() for o in parsed if not o.is_sweep_override()}
+    assert (
+        values["data"] == "mvtec" and values["trainer.max_epochs"] == 2
+    )  # the extra override wins
+    assert values["logger.group"] == "g1" and Path(values["hydra.sweep.dir"]) == out_dir / "g1"
+    assert values["hydra/launcher"] == "joblib" and values["hydra.launcher.n_jobs"] == 2
+    assert values["result_file"] == "${hydra:runtime.output_dir}/result.json"
+    assert "0-ae-l1-z128" in proc.stderr and "7-unet-ssim_l1-z128" in proc.stderr
     assert not out_dir.exists()
 
 
-def test_summary_table_reports_status_time_and_best_metric(tmp_path):
-    def outcome(i: int, code: int | None, auroc: float | None) -> RunOutcome:
-        run = PlannedRun(
-            i, 3, f"0{i}-ae-l{i}", [], {}, tmp_path / f"{i}.log", tmp_path / f"{i}.json"
-        )
+def test_grid_on_missing_mvtec_fails_once_before_any_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MVTEC_ROOT", str(tmp_path / "no_mvtec"))
+    code = sweep_main(["sweeps/grid.yaml", "--group", "g", "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "No run of the grid can start" in err and "does not exist" in err
+    assert "python -m ae_lab.data.download" in err and "data=synthetic" in err
+    assert not (tmp_path / "out/g").exists()  # no multirun started
+
+
+def test_summary_table_reports_status_time_and_best_metric():
+    def outcome(i: int, status: str, auroc: float | None) -> RunOutcome:
         result = {} if auroc is None else {"test/image_auroc": auroc}
-        return RunOutcome(run, code, 65.0 + i, code is not None, result)
+        return RunOutcome(i, 3, f"{i}-ae-l{i}", status, 65.0 + i, result)
 
     table = summary_table(
-        [outcome(0, 0, 0.7), outcome(1, 1, None), outcome(2, 0, 0.9)], "test/image_auroc"
+        [outcome(0, "ok", 0.7), outcome(1, "failed", None), outcome(2, "ok", 0.9)],
+        "test/image_auroc",
     )
     rows = table.splitlines()
     assert rows[0].split() == ["#", "run", "status", "time", "test/image_auroc"]
-    assert rows[2].split() == ["1/3", "00-ae-l0", "ok", "1m05s", "0.7000"]
-    assert rows[3].split() == ["2/3", "01-ae-l1", "failed", "(1)", "1m06s", "-"]
-    assert rows[4].split() == ["3/3", "02-ae-l2", "ok", "1m07s", "0.9000", "*"]
+    assert rows[2].split() == ["1/3", "0-ae-l0", "ok", "1m05s", "0.7000"]
+    assert rows[3].split() == ["2/3", "1-ae-l1", "failed", "1m06s", "-"]
+    assert rows[4].split() == ["3/3", "2-ae-l2", "ok", "1m07s", "0.9000", "*"]
 
 
 def inspect_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -229,17 +241,31 @@ def test_agent_started_run_joins_the_sweep_run_and_keeps_the_config(tmp_path):
     assert config["loss"]["name"] == "l2"  # sections the sweep did not touch stay nested
 
 
-def run_sweep(path: Path, tmp_path: Path, group: str) -> subprocess.CompletedProcess:
+def run_sweep(path: Path, tmp_path: Path, group: str, **popen: Any) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wandb")}
     cmd = [sys.executable, "-m", "ae_lab.sweep", str(path), "--jobs", "2", "--group", group,
            "--out-dir", str(tmp_path / "out")]  # fmt: skip
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def smoke_file(tmp_path: Path, **parameters: Any) -> Path:
+    raw = yaml.safe_load((REPO / "sweeps/smoke.yaml").read_text())
+    raw["parameters"] |= parameters
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 @pytest.mark.slow
 def test_smoke_grid_runs_offline_under_one_group(tmp_path):
-    proc = run_sweep(REPO / "sweeps/smoke.yaml", tmp_path, "smoke-test")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    proc = run_sweep(REPO / "sweeps/smoke.yaml", tmp_path, "smoke-test", stdout=subprocess.PIPE)
+    out = finish(proc)
+    assert proc.returncode == 0, out[-6000:]
     runs = sorted((tmp_path / "wandb/wandb").glob("offline-run-*"))
     assert len(runs) == 8
     seen = set()
@@ -249,25 +275,53 @@ def test_smoke_grid_runs_offline_under_one_group(tmp_path):
         assert run["run_group"] == "smoke-test" == summary["config"]["logger"]["group"]
         seen.add((summary["config"]["model"]["name"], summary["config"]["loss"]["name"]))
     assert seen == set(itertools.product(MODELS, LOSSES))
-    results = [
-        json.loads(p.read_text()) for p in (tmp_path / "out/smoke-test").glob("*/result.json")
-    ]
+    folders = sorted((tmp_path / "out/smoke-test").glob("*/result.json"))
+    results = [json.loads(p.read_text()) for p in folders]
     assert len(results) == 8 and all(0.0 <= r["test/image_auroc"] <= 1.0 for r in results)
-    assert proc.stdout.count(" ok ") >= 8 and "test/image_auroc" in proc.stdout
+    # joblib's two workers split the cores between them
+    cores = len(os.sched_getaffinity(0))
+    assert {r["torch_threads"] for r in results} == {max(1, cores // 2)}
+    assert out.count(" ok ") >= 8 and "test/image_auroc" in out and "wandb sync" in out
 
 
 @pytest.mark.slow
-def test_a_failing_point_is_reported_and_the_others_finish(tmp_path):
-    raw = yaml.safe_load((REPO / "sweeps/smoke.yaml").read_text())
-    raw["parameters"] |= {"model": {"value": "ae"}, "loss": {"value": "l2"}}
-    raw["parameters"]["optimizer.lr"] = {"values": [1.0e-3, -1.0]}  # valid config, AdamW refuses it
-    path = tmp_path / "failing.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    proc = run_sweep(path, tmp_path, "fail-test")
-    assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-4000:]
-    rows = {
-        line.split()[1]: line for line in proc.stdout.splitlines() if line[:4] in ("1/2 ", "2/2 ")
-    }
-    assert "ok" in rows["00-ae-l2-z16"].split() and "failed (1)" in rows["01-ae-l2-z16"]
-    assert (tmp_path / "out/fail-test/00-ae-l2-z16/result.json").is_file()
-    assert "Invalid learning rate" in (tmp_path / "out/fail-test/01-ae-l2-z16.log").read_text()
+def test_failing_points_are_reported_and_the_others_finish(tmp_path):
+    """batch_size 0 fails in the datamodule's constructor (an instantiation error that used to
+    abort the whole sweep while preparing data), lr -1 in AdamW: 1 of 4 runs is ok."""
+    path = smoke_file(
+        tmp_path,
+        model={"value": "ae"},
+        loss={"value": "l2"},
+        **{"data.batch_size": {"values": [8, 0]}, "optimizer.lr": {"values": [1.0e-3, -1.0]}},
+    )
+    proc = run_sweep(path, tmp_path, "fail-test", stdout=subprocess.PIPE)
+    out = finish(proc)
+    assert proc.returncode == 1, out[-6000:]
+    rows = {line.split()[0]: line for line in out.splitlines() if line[:4] in ("1/4 ", "2/4 ", "3/4 ", "4/4 ")}  # fmt: skip
+    assert rows["1/4"].split()[1:3] == ["0-ae-l2-z16", "ok"]
+    assert all(rows[k].split()[2] == "failed" for k in ("2/4", "3/4", "4/4")), out[-3000:]
+    assert "grid point 2 will fail" in out and "`data.batch_size` must be >= 1" in out
+    assert "Invalid learning rate" in out  # reported as the run ends, with its reason
+    assert "3 of 4 runs failed" in out
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_run_and_prints_the_summary(tmp_path):
+    import psutil
+
+    long_runs = {"trainer.max_epochs": {"value": 1000}}  # ae and unet, until the signal
+    path = smoke_file(tmp_path, loss={"value": "l1"}, **long_runs)
+    proc = run_sweep(path, tmp_path, "term-test", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sweep_dir = tmp_path / "out/term-test"
+    deadline = time.monotonic() + 300
+    while len(list(sweep_dir.glob("*/checkpoints"))) < 2:  # both runs are training
+        assert proc.poll() is None and time.monotonic() < deadline, finish(proc)[-4000:]
+        time.sleep(0.5)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    out = finish(proc, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out[-4000:]
+    assert "SIGTERM: stopping every run" in out and "interrupted" in out
+    assert "test/image_auroc" in out  # the summary table
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not [p for p in alive if "python" in p.name().lower()]

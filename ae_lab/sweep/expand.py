@@ -34,21 +34,29 @@ def config_groups(conf_dir: Path) -> dict[str, list[str]]:
     }
 
 
-def expand(spec: SweepSpec, conf_dir: Path, extra: Sequence[str] = ()) -> list[SweepPoint]:
-    """Check every parameter against the Hydra config in `conf_dir`, then compose every point.
-
-    `extra` are command-line overrides applied to every run; one that sets a swept parameter is an
-    error, one that sets a `value:` parameter replaces it. Raises AeLabError naming the bad entry.
-    """
-    extra_keys = _override_keys(spec.path, list(extra))
+def apply_extra(spec: SweepSpec, extra: Sequence[str]) -> SweepSpec:
+    """`spec` without the `value:` parameters that the command-line overrides `extra` replace;
+    an override of a swept parameter is an error."""
     parameters = dict(spec.parameters)
-    for key in extra_keys:
+    for key in _override_keys(spec.path, list(extra)):
         if len(parameters.get(key, ())) > 1:
             raise AeLabError(
                 f"The extra override for `{key}` clashes with {spec.path}, which sweeps it over {parameters[key]}."
             )
         parameters.pop(key, None)
-    spec = replace(spec, parameters=parameters)
+    return replace(spec, parameters=parameters)
+
+
+def expand(spec: SweepSpec, conf_dir: Path, extra: Sequence[str] = ()) -> list[SweepPoint]:
+    """Check every parameter against the Hydra config in `conf_dir`, then compose every point.
+
+    `extra` are command-line overrides applied to every run; one that sets a swept parameter is an
+    error, one that sets a `value:` parameter replaces it. Raises AeLabError naming the bad entry.
+    Hydra's multirun composes each run only when it starts: this finds a bad point 7 before run 1.
+    """
+    extra_keys = _override_keys(spec.path, list(extra))
+    spec = apply_extra(spec, extra)
+    parameters = spec.parameters
     groups = config_groups(conf_dir)
     for key, values in parameters.items():
         if key in groups:

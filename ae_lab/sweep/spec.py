@@ -1,6 +1,7 @@
-"""W&B sweep files (`sweeps/*.yaml`): load, check against the Hydra config, expand the grid.
+"""W&B sweep files (`sweeps/*.yaml`): load and check their structure.
 
-The same file drives `wandb sweep` + `wandb agent` and the offline runner; every parameter name
+The same file drives `wandb sweep` + `wandb agent` and `python -m ae_lab.sweep` (a Hydra
+multirun); every parameter name
 is a Hydra override path (`model`, `loss`, `trainer.max_epochs`), W&B's nested `parameters:`
 blocks are flattened to dotted paths.
 """
@@ -57,10 +58,18 @@ def point_overrides(point: dict[str, Any]) -> list[str]:
     return [f"{key}={hydra_value(value)}" for key, value in point.items()]
 
 
+def sweep_overrides(parameters: dict[str, list[Any]]) -> list[str]:
+    """The grid in Hydra's multirun syntax: `{"model": ["ae", "unet"]}` -> `["model=ae,unet"]`.
+    Hydra expands it in the same order as `SweepSpec.points` (the last key varying fastest)."""
+    return [
+        f"{key}={','.join(hydra_value(v) for v in values)}" for key, values in parameters.items()
+    ]
+
+
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file's structure (not yet against the Hydra config).
 
-    Raises AeLabError for anything the offline runner cannot run: unknown top-level keys,
+    Raises AeLabError for anything a Hydra multirun cannot run: unknown top-level keys,
     `method: random|bayes` (these need W&B's sweep server), a program other than train.py,
     a `command` without an arguments macro, or a parameter without `value`/`values`.
     """
@@ -141,7 +150,13 @@ def _flatten_parameters(path: Path, tree: dict[str, Any], prefix: str = "") -> d
                 f"or nested `{{parameters: ...}}`, got {entry!r}."
             )
         if "parameters" in entry:
-            flat.update(_flatten_parameters(path, entry["parameters"] or {}, f"{key}."))
+            if not isinstance(entry["parameters"], dict) or not entry["parameters"]:
+                # An empty block would silently drop out of the grid (one default-size run).
+                raise AeLabError(
+                    f"{path}: `{key}.parameters` is empty; give it at least one setting, e.g. "
+                    f"`{key}: {{parameters: {{latent_dim: {{values: [64, 128]}}}}}}`, or remove `{key}`."
+                )
+            flat.update(_flatten_parameters(path, entry["parameters"], f"{key}."))
         elif "values" in entry:
             values = entry["values"]
             if not isinstance(values, list) or not values:

@@ -1,0 +1,238 @@
+"""Run a grid as one Hydra multirun of train.py, watch its run folders, summarise the outcome.
+
+Hydra runs the grid (its launchers: joblib for `--jobs N`); this module keeps what Hydra does not
+do: prepare the data once before any run, report each run as it starts and ends, stop every
+process on Ctrl-C or SIGTERM, and print a summary table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from ae_lab.cli import hydra_value, user_error
+from ae_lab.errors import AeLabError
+from ae_lab.sweep.expand import SweepPoint
+from ae_lab.sweep.spec import SweepSpec, sweep_overrides
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    """One grid point in Hydra's job order; `status` is not run, running, ok, failed or interrupted."""
+
+    index: int
+    total: int
+    name: str
+    status: str = "not run"
+    seconds: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1:0{len(str(self.total))}d}/{self.total}"
+
+
+class Stopped(BaseException):
+    """Ctrl-C or SIGTERM reached the runner (BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def multirun_command(
+    spec: SweepSpec,
+    points: list[SweepPoint],
+    extra: list[str],
+    sweep_dir: Path,
+    group: str,
+    jobs: int,
+) -> list[str]:
+    """`python train.py -m <grid> <extra> ...`: the runs land in `sweep_dir/<N>-<run_name>/`, each
+    writes `result.json` there, all log to W&B group `group`; `jobs > 1` uses the joblib launcher."""
+    argv = [sys.executable, "train.py", "-m", *sweep_overrides(spec.parameters), *extra]
+    argv += [
+        f"hydra.sweep.dir={hydra_value(str(sweep_dir))}",
+        "hydra.sweep.subdir=${hydra.job.num}-${run_name}",
+        "result_file=${hydra:runtime.output_dir}/result.json",
+    ]
+    groups = [OmegaConf.select(p.config, "logger.group", default=False) for p in points]
+    if all(g is None for g in groups):  # W&B logging everywhere, no group set by the sweep
+        argv.append(f"logger.group={hydra_value(group)}")
+    if jobs > 1:  # joblib gives each worker cores / jobs threads (OMP_NUM_THREADS)
+        argv += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    return argv
+
+
+def run_names(points: list[SweepPoint]) -> list[str]:
+    """The `<N>-<run_name>` subfolder Hydra gives each point (`hydra.sweep.subdir`)."""
+    names = []
+    for point in points:
+        try:
+            name = str(OmegaConf.select(point.config, "run_name", default="") or "")
+        except Exception:  # an interpolation only train.py can resolve
+            name = ""
+        names.append(f"{point.index}-{name or 'run'}")
+    return names
+
+
+def prepare_data(points: list[SweepPoint], root: Path, echo: Echo = print) -> dict[int, str]:
+    """Generate and decode each distinct dataset once, before any run starts, so parallel runs do
+    not queue on the data lock and a missing dataset is reported once, not once per run.
+
+    Returns `{point index: error}` for the points whose data cannot be prepared (those runs will
+    fail on their own); raises AeLabError when no point's data can be prepared.
+    """
+    import hydra
+
+    errors: dict[str, str] = {}
+    failed: dict[int, str] = {}
+    for point in points:
+        data = point.config.get("data")
+        if data is None or "_target_" not in data:
+            continue
+        key = json.dumps(OmegaConf.to_container(data, resolve=True), sort_keys=True, default=str)
+        if key not in errors:
+            if not errors:
+                echo(f"[sweep] preparing the data once, before the runs: {data.get('root')}")
+            errors[key] = ""
+            cwd = Path.cwd()
+            os.chdir(root)  # relative data/cache paths mean what they mean to train.py
+            try:
+                hydra.utils.instantiate(data).prepare_data()
+            except Exception as err:  # user errors unwrapped; the run will report a bug in full
+                errors[key] = str(user_error(err) or f"{type(err).__name__}: {err}")
+            finally:
+                os.chdir(cwd)
+        if errors[key]:
+            failed[point.index] = errors[key]
+    if failed and len(failed) == len(points):
+        raise AeLabError(f"No run of the grid can start: {next(iter(failed.values()))}")
+    for index, error in failed.items():
+        echo(f"[sweep] grid point {index} will fail, the others run: {error}")
+    return failed
+
+
+def run_multirun(
+    argv: list[str], root: Path, outcomes: list[RunOutcome], sweep_dir: Path, echo: Echo = print
+) -> int:
+    """Run the multirun with its output in `sweep_dir/multirun.log`; fill `outcomes` as runs start
+    and end. Returns its exit status, or 128 + signal when Ctrl-C/SIGTERM stopped it (then every
+    process of the multirun is stopped too: it runs in its own process group)."""
+    sweep_dir.mkdir(parents=True)  # new: the runs are told apart by their folders
+    log = (sweep_dir / "multirun.log").open("w")
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    proc = None
+    try:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        while proc.poll() is None:
+            _update(outcomes, sweep_dir, echo)
+            time.sleep(0.5)
+        _update(outcomes, sweep_dir, echo, ended=True)
+        return proc.returncode
+    except Stopped as stopped:
+        echo(f"[sweep] {stopped}: stopping every run")
+        if proc is not None:
+            _stop_group(proc)
+        _update(outcomes, sweep_dir, echo, ended=True, interrupted=True)
+        return 128 + stopped.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.close()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)  # the multirun, its joblib workers and their children
+            proc.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _update(
+    outcomes: list[RunOutcome], sweep_dir: Path, echo: Echo, ended: bool = False,
+    interrupted: bool = False,
+) -> None:  # fmt: skip
+    """Runs start when Hydra creates their folder and end when they write result.json."""
+    now = time.monotonic()
+    for o in outcomes:
+        if o.status == "not run":
+            found = [p for p in sweep_dir.glob(f"{o.index}-*") if (p / ".hydra").is_dir()]
+            if not found:
+                continue
+            o.folder, o.status, o.seconds = found[0], "running", now  # start time until it ends
+            echo(f"[sweep] {o.label} start   {o.folder.name}")
+        if o.status != "running":
+            continue
+        result = _read_json(o.folder / "result.json")
+        if result.get("status") in ("ok", "failed"):
+            o.status, o.result = result["status"], result
+            o.seconds = float(result.get("seconds", now - o.seconds))
+        elif ended:
+            o.status, o.seconds = ("interrupted" if interrupted else "failed"), now - o.seconds
+        else:
+            continue
+        hint = "" if o.status == "ok" else f": {_error(o)}"
+        echo(f"[sweep] {o.label} {o.status:9s} {o.folder.name} ({_fmt_time(o.seconds)}){hint}")
+
+
+def _error(outcome: RunOutcome) -> str:
+    error = str(outcome.result.get("error") or "no result.json, see multirun.log")
+    return re.sub(r"\s+", " ", error)[:200]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _fmt_time(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def summary_table(outcomes: list[RunOutcome], metric: str | None, goal: str = "maximize") -> str:
+    """One row per run: number, name, status, wall time, the sweep's metric (best marked `*`)."""
+    values = {o.index: o.result.get(metric) for o in outcomes} if metric else {}
+    numeric = {i: float(v) for i, v in values.items() if isinstance(v, int | float)}
+    best = (max if goal == "maximize" else min)(numeric, key=numeric.get) if numeric else None
+    header = ["#", "run", "status", "time", metric or "metric"]
+    rows = [header]
+    for o in outcomes:
+        value = numeric.get(o.index)
+        shown = "-" if value is None else f"{value:.4f}" + (" *" if o.index == best else "")
+        rows.append([o.label, o.name, o.status, _fmt_time(o.seconds), shown])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
