@@ -108,14 +108,28 @@ def test_data_values_of_the_wrong_type_name_the_key(tmp_path, key, value):  # it
 
 
 CONCURRENT_RUN = """
-import json, sys
+import json, os, sys, time
+from pathlib import Path
 from ae_lab.data import cache, synthetic
 from ae_lab.data.datamodule import MVTecDataModule
 
 events = []
 generate, decode = synthetic.generate, cache._decode
-synthetic.generate = lambda *a, **k: (events.append("generated"), generate(*a, **k))[1]
-cache._decode = lambda *a, **k: (events.append("decoded"), decode(*a, **k))[1]
+
+
+def slow(name, fn):  # wide enough windows that the two runs always overlap
+    def wrapped(*args, **kwargs):
+        events.append(name)
+        time.sleep(2)
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+synthetic.generate, cache._decode = slow("generated", generate), slow("decoded", decode)
+barrier = Path(sys.argv[3])  # both processes start preparing the data at the same moment
+(barrier / str(os.getpid())).touch()
+while len(list(barrier.iterdir())) < 2:
+    time.sleep(0.05)
 dm = MVTecDataModule(
     sys.argv[1], ["cable"], image_size=32, cache_dir=sys.argv[2],
     generate={"n_train": 6, "n_test": 6, "seed": 0, "image_size": 32},
@@ -130,11 +144,12 @@ print(json.dumps({"events": events, "n": len(dm.dataset("test"))}))
 def test_parallel_runs_on_a_fresh_synthetic_root_generate_and_decode_once(tmp_path):  # item 4
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(CONCURRENT_RUN))
-    root, cache_dir = tmp_path / "synthetic", tmp_path / "cache"
+    root, cache_dir, barrier = tmp_path / "synthetic", tmp_path / "cache", tmp_path / "barrier"
+    barrier.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(root), str(cache_dir)],
+            [sys.executable, str(script), str(root), str(cache_dir), str(barrier)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
