@@ -1,5 +1,6 @@
 """What a W&B agent passes to train.py becomes valid Hydra overrides (and means the same thing)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,15 +134,30 @@ def test_hydra_value_round_trips(value: Any):
     assert parse([f"key={hydra_value(value)}"]) == {"key": value}
 
 
-def test_train_py_applies_the_conversion_before_hydra(tmp_path: Path):
-    """The real entrypoint with agent-style arguments; `--cfg job` prints the config, no training."""
-    argv = ["--_wandb=resumed", "data.categories=['cable', 'screw']", "logger.job_type=my job",
-            "scheduler=None", "trainer.deterministic=True", "--cfg", "job"]  # fmt: skip
+def test_train_py_translates_the_agents_command_under_the_agent(tmp_path: Path):
+    """The real entrypoint with the argv W&B's command builder makes and the environment the agent
+    sets; `--cfg job` prints the config, no training. Without that environment (a plain command
+    line) the same Python-spelled values are not translated: Hydra reads them as typed."""
+    values = {"data.categories": ["cable", "screw"], "logger.job_type": "my job",
+              "scheduler": None, "trainer.deterministic": True}  # fmt: skip
+    sweep = {"program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]}  # fmt: skip
+    command = agent_command(sweep, values)
+    params = tmp_path / "config-agentrun1.yaml"
+    params.write_text(yaml.safe_dump({k: {"value": v} for k, v in values.items()}))
+    agent_env = {"WANDB_SWEEP_ID": "sw1", "WANDB_RUN_ID": "agentrun1", "WANDB_SWEEP_PARAM_PATH": str(params)}  # fmt: skip
+    argv = [sys.executable, *command[3:], "--_wandb=resumed", "--cfg", "job"]
+    env = {k: v for k, v in os.environ.items() if k not in agent_env}
     proc = subprocess.run(
-        [sys.executable, "train.py", *argv], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+        [sys.executable, "train.py", *argv[1:]], cwd=REPO, env=env | agent_env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["data"]["categories"] == ["cable", "screw"]
     assert cfg["logger"]["job_type"] == "my job"
     assert cfg["scheduler"] is None and cfg["trainer"]["deterministic"] is True
+    plain = subprocess.run(
+        [sys.executable, "train.py", *argv[1:]], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert plain.returncode == 2  # Hydra refuses the untranslated arguments

@@ -165,16 +165,19 @@ def run_multirun(
         log.close()
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
+def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM to the multirun's process group (it, its joblib workers and their children), then
+    SIGKILL to whatever is left after `grace` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        deadline = time.monotonic() + wait
         try:
-            os.killpg(proc.pid, sig)  # the multirun, its joblib workers and their children
-            proc.wait(timeout=wait)
-            return
+            os.killpg(proc.pid, sig)
+            while time.monotonic() < deadline:
+                proc.poll()  # reap the multirun itself, so only live processes are left
+                os.killpg(proc.pid, 0)  # raises once no process of the group is left
+                time.sleep(0.2)
         except ProcessLookupError:
             return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _update(
