@@ -15,6 +15,7 @@ from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ae_lab.data import pose
 from ae_lab.data.cache import load_or_build
 from ae_lab.data.lock import file_lock
 from ae_lab.data.table import check_distinct, scan_mvtec, split_train_val
@@ -96,6 +97,10 @@ class MVTecDataModule(LightningDataModule):
     `generate`: synthetic-generator kwargs; when given, `prepare_data` writes the synthetic set
     into `root` unless it is already complete. `augment` applies mild nuisance augmentations
     (brightness/contrast, ±4% shift, ±5° rotation) to training batches after device transfer.
+    `align`: shell patterns of the categories whose images (and masks) are pose-normalised once
+    when loaded (`ae_lab.data.pose`: object upright and centred), e.g. `["screw*"]` for MVTec's
+    screw, which lies at any angle; leave out classes where a pose change is a defect
+    (transistor's `misplaced`).
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class MVTecDataModule(LightningDataModule):
         generate: Mapping[str, Any] | None = None,
         augment: bool = False,
         pin_memory: bool | None = None,
+        align: Iterable[str] | str = (),
     ) -> None:
         super().__init__()
         batch_size = _number("batch_size", batch_size, int, "an integer >= 1, e.g. 32")
@@ -136,6 +142,7 @@ class MVTecDataModule(LightningDataModule):
         self.cache_dir = cache_dir
         self.generate = None if generate is None else dict(generate)
         self.augment = bool(augment)
+        self.align = [align] if isinstance(align, str) else [str(p) for p in align]
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self._table: pd.DataFrame | None = None
         self._datasets: dict[str, InMemoryImages] = {}
@@ -195,6 +202,7 @@ class MVTecDataModule(LightningDataModule):
         if source == "test" and rows.empty:
             raise AeLabError(self.no_test_images_message())
         images, masks = load_or_build(rows, self.image_size, self.cache_dir, self.root)
+        images, masks = self._align(images, masks, rows["category"].to_numpy())
         assigned = split_train_val(full, self.val_fraction, self.seed).loc[rows.index, "split"]
         for split in splits:
             pos = np.flatnonzero((assigned == split).to_numpy())
@@ -209,6 +217,18 @@ class MVTecDataModule(LightningDataModule):
             f"for image files in <defect>/ subfolders of {where}). Point `data.root` at a "
             "complete dataset, or set `test=false` to train only."
         )
+
+    def _align(
+        self, images: np.ndarray, masks: np.ndarray, categories: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pose-normalise the rows of the categories named by `align` (a copy; the cache stays raw)."""
+        rows = np.flatnonzero([pose.matches(c, self.align) for c in categories])
+        if rows.size == 0:
+            return images, masks
+        images, masks = images.copy(), masks.copy()
+        aligned = pose.align_uint8(torch.from_numpy(images[rows]), torch.from_numpy(masks[rows]))
+        images[rows], masks[rows] = aligned[0].numpy(), aligned[1].numpy()
+        return images, masks
 
     def dataset(self, split: str) -> InMemoryImages:
         self.setup("test" if split == "test" else "fit")
