@@ -85,7 +85,7 @@ def test_grid_files_are_architecture_x_loss():
         (
             {"trainer.max_epoch": {"value": 3}},
             {},
-            r"trainer\.max_epoch`.*Did you mean trainer\.max_epochs",
+            r"grid point 0 .*`trainer\.max_epoch` is not a setting.*Did you mean `trainer\.max_epochs=3`",
         ),
         (
             {"model": {"values": ["ae", "transformer"]}},
@@ -95,7 +95,7 @@ def test_grid_files_are_architecture_x_loss():
         (
             {"loss": {"value": "ssim"}, "loss.fn.alpha": {"value": 0.5}},
             {},
-            r"loss\.fn\.alpha.*loss=ssim",
+            r"\(loss=ssim\).*`loss\.fn\.alpha` is not a setting.*Settings of `loss\.fn`",
         ),
         (
             {"model": {"values": ["ae"]}},

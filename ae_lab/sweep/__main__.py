@@ -12,6 +12,7 @@ non-zero when any run failed.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shlex
@@ -83,7 +84,7 @@ def _main(args: argparse.Namespace) -> int:
         f"[sweep] run folders: {sweep_dir}   output: {sweep_dir / 'multirun.log'}",
         flush=True,
     )
-    echo = lambda line: print(line, flush=True)  # noqa: E731
+    echo = functools.partial(print, flush=True)
     prepare_data(points, root, echo)
     outcomes = [
         RunOutcome(p.index, len(points), name) for p, name in zip(points, names, strict=True)
@@ -110,20 +111,15 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _sweep_folder(out_dir: Path, name: str, group: str | None) -> tuple[str, Path]:
-    """The W&B group and a sweep folder `out_dir/<group>` that does not exist yet: the runner
-    tells runs apart by their folders, so a second sweep must not share one."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for attempt in range(1, 100):
-        chosen = group or f"{name}-{stamp}" + (f"-{attempt}" if attempt > 1 else "")
-        folder = out_dir / re.sub(r"[^\w.=+-]+", "_", chosen)
-        if not folder.exists():
-            return chosen, folder
-        if group:
-            raise AeLabError(
-                f"{folder} exists: a sweep with the W&B group {group!r} ran there already. "
-                "Pick another --group, or move that folder away."
-            )
-    raise AeLabError(f"Cannot find a new sweep folder name under {out_dir}.")
+    """The W&B group (`group`, else `<name>-<time>`) and a sweep folder `out_dir/<group>[-k]` that
+    does not exist yet: the runner tells runs apart by their folders, so sweeps never share one."""
+    group = group or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = out_dir / re.sub(r"[^\w.=+-]+", "_", group)
+    folder, k = base, 1
+    while folder.exists():
+        k += 1
+        folder = base.with_name(f"{base.name}-{k}")
+    return group, folder
 
 
 if __name__ == "__main__":

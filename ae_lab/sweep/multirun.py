@@ -1,7 +1,7 @@
 """Run a grid as one Hydra multirun of train.py, watch its run folders, summarise the outcome.
 
-Hydra runs the grid (its launchers: joblib for `--jobs N`); this module keeps what Hydra does not
-do: prepare the data once before any run, report each run as it starts and ends, stop every
+Hydra runs the grid (the joblib launcher for `--jobs N`). Kept here, because Hydra does not do it:
+prepare each dataset once before any run, report each run as it starts and ends, stop every
 process on Ctrl-C or SIGTERM, and print a summary table.
 """
 
@@ -31,47 +31,39 @@ Echo = Callable[[str], None]
 
 @dataclass
 class RunOutcome:
-    """One grid point in Hydra's job order; `status` is not run, running, ok, failed or interrupted."""
+    """One grid point, in Hydra's job order; `status`: not run, running, ok, failed, interrupted."""
 
     index: int
     total: int
     name: str
     status: str = "not run"
-    seconds: float = 0.0
+    seconds: float = 0.0  # while running: the time it started
     result: dict[str, Any] = field(default_factory=dict)
-    folder: Path | None = None
 
     @property
     def label(self) -> str:
         return f"{self.index + 1:0{len(str(self.total))}d}/{self.total}"
 
 
-class Stopped(BaseException):
-    """Ctrl-C or SIGTERM reached the runner (BaseException, like KeyboardInterrupt)."""
-
+class Stopped(BaseException):  # like KeyboardInterrupt, for SIGINT and SIGTERM
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
 def multirun_command(
-    spec: SweepSpec,
-    points: list[SweepPoint],
-    extra: list[str],
-    sweep_dir: Path,
-    group: str,
-    jobs: int,
-) -> list[str]:
-    """`python train.py -m <grid> <extra> ...`: the runs land in `sweep_dir/<N>-<run_name>/`, each
-    writes `result.json` there, all log to W&B group `group`; `jobs > 1` uses the joblib launcher."""
+    spec: SweepSpec, points: list[SweepPoint], extra: list[str], sweep_dir: Path, group: str, jobs: int
+) -> list[str]:  # fmt: skip
+    """`python train.py -m <grid> <extra> ...`: run N lands in `sweep_dir/<N>-<run_name>/` and
+    writes its `result.json` there, all runs log to W&B group `group`, `jobs > 1` uses joblib."""
     argv = [sys.executable, "train.py", "-m", *sweep_overrides(spec.parameters), *extra]
     argv += [
         f"hydra.sweep.dir={hydra_value(str(sweep_dir))}",
         "hydra.sweep.subdir=${hydra.job.num}-${run_name}",
         "result_file=${hydra:runtime.output_dir}/result.json",
     ]
-    groups = [OmegaConf.select(p.config, "logger.group", default=False) for p in points]
-    if all(g is None for g in groups):  # W&B logging everywhere, no group set by the sweep
+    # W&B logging in every run and no group set by the sweep: the runner's group.
+    if all(OmegaConf.select(p.config, "logger.group", default=False) is None for p in points):
         argv.append(f"logger.group={hydra_value(group)}")
     if jobs > 1:  # joblib gives each worker cores / jobs threads (OMP_NUM_THREADS)
         argv += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
@@ -83,19 +75,18 @@ def run_names(points: list[SweepPoint]) -> list[str]:
     names = []
     for point in points:
         try:
-            name = str(OmegaConf.select(point.config, "run_name", default="") or "")
-        except Exception:  # an interpolation only train.py can resolve
-            name = ""
-        names.append(f"{point.index}-{name or 'run'}")
+            names.append(f"{point.index}-{point.config.run_name}")
+        except Exception:  # an interpolation only the run resolves; its folder tells the name
+            names.append(f"{point.index}-?")
     return names
 
 
 def prepare_data(points: list[SweepPoint], root: Path, echo: Echo = print) -> dict[int, str]:
-    """Generate and decode each distinct dataset once, before any run starts, so parallel runs do
-    not queue on the data lock and a missing dataset is reported once, not once per run.
+    """Generate and decode each distinct dataset once, before any run: parallel runs then do not
+    queue on the data lock, and a missing dataset is reported once instead of once per run.
 
-    Returns `{point index: error}` for the points whose data cannot be prepared (those runs will
-    fail on their own); raises AeLabError when no point's data can be prepared.
+    Returns `{point index: error}` for the points whose data fails (their runs fail alone);
+    raises AeLabError when every point's data fails.
     """
     import hydra
 
@@ -109,12 +100,11 @@ def prepare_data(points: list[SweepPoint], root: Path, echo: Echo = print) -> di
         if key not in errors:
             if not errors:
                 echo(f"[sweep] preparing the data once, before the runs: {data.get('root')}")
-            errors[key] = ""
-            cwd = Path.cwd()
+            cwd, errors[key] = Path.cwd(), ""
             os.chdir(root)  # relative data/cache paths mean what they mean to train.py
             try:
                 hydra.utils.instantiate(data).prepare_data()
-            except Exception as err:  # user errors unwrapped; the run will report a bug in full
+            except Exception as err:  # `data.batch_size=0` arrives wrapped by instantiate
                 errors[key] = str(user_error(err) or f"{type(err).__name__}: {err}")
             finally:
                 os.chdir(cwd)
@@ -130,39 +120,36 @@ def prepare_data(points: list[SweepPoint], root: Path, echo: Echo = print) -> di
 def run_multirun(
     argv: list[str], root: Path, outcomes: list[RunOutcome], sweep_dir: Path, echo: Echo = print
 ) -> int:
-    """Run the multirun with its output in `sweep_dir/multirun.log`; fill `outcomes` as runs start
-    and end. Returns its exit status, or 128 + signal when Ctrl-C/SIGTERM stopped it (then every
-    process of the multirun is stopped too: it runs in its own process group)."""
-    sweep_dir.mkdir(parents=True)  # new: the runs are told apart by their folders
-    log = (sweep_dir / "multirun.log").open("w")
+    """Run the multirun, its output in `sweep_dir/multirun.log`, and fill `outcomes` as runs start
+    and end. Returns its exit status, or 128 + signal after Ctrl-C/SIGTERM, which stop it and
+    every process it started (it runs in a process group of its own)."""
+    sweep_dir.mkdir(parents=True)  # a new folder: runs are told apart by their folders
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def stop(signum: int, frame: Any) -> None:
         raise Stopped(signum)
 
-    for sig in previous:
-        signal.signal(sig, stop)
-    proc = None
-    try:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (sweep_dir / "multirun.log").open("w") as log:
         proc = subprocess.Popen(
-            argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        while proc.poll() is None:
-            _update(outcomes, sweep_dir, echo)
-            time.sleep(0.5)
-        _update(outcomes, sweep_dir, echo, ended=True)
-        return proc.returncode
-    except Stopped as stopped:
-        echo(f"[sweep] {stopped}: stopping every run")
-        if proc is not None:
+            argv, cwd=root, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            for sig in previous:
+                signal.signal(sig, stop)
+            while proc.poll() is None:
+                _update(outcomes, sweep_dir, echo)
+                time.sleep(0.5)
+            _update(outcomes, sweep_dir, echo, end="failed")
+            return proc.returncode
+        except Stopped as stopped:
+            echo(f"[sweep] {stopped}: stopping every run")
             _stop_group(proc)
-        _update(outcomes, sweep_dir, echo, ended=True, interrupted=True)
-        return 128 + stopped.signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        log.close()
+            _update(outcomes, sweep_dir, echo, end="interrupted")
+            return 128 + stopped.signum
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
@@ -180,43 +167,29 @@ def _stop_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
             return
 
 
-def _update(
-    outcomes: list[RunOutcome], sweep_dir: Path, echo: Echo, ended: bool = False,
-    interrupted: bool = False,
-) -> None:  # fmt: skip
-    """Runs start when Hydra creates their folder and end when they write result.json."""
+def _update(outcomes: list[RunOutcome], sweep_dir: Path, echo: Echo, end: str = "") -> None:
+    """A run starts when Hydra creates its folder and ends when it writes `result.json`; `end`
+    is the status of runs still going when the multirun has ended."""
     now = time.monotonic()
     for o in outcomes:
         if o.status == "not run":
             found = [p for p in sweep_dir.glob(f"{o.index}-*") if (p / ".hydra").is_dir()]
             if not found:
                 continue
-            o.folder, o.status, o.seconds = found[0], "running", now  # start time until it ends
-            echo(f"[sweep] {o.label} start   {o.folder.name}")
+            o.name, o.status, o.seconds = found[0].name, "running", now
+            echo(f"[sweep] {o.label} start   {o.name}")
         if o.status != "running":
             continue
-        result = _read_json(o.folder / "result.json")
-        if result.get("status") in ("ok", "failed"):
-            o.status, o.result = result["status"], result
-            o.seconds = float(result.get("seconds", now - o.seconds))
-        elif ended:
-            o.status, o.seconds = ("interrupted" if interrupted else "failed"), now - o.seconds
-        else:
-            continue
-        hint = "" if o.status == "ok" else f": {_error(o)}"
-        echo(f"[sweep] {o.label} {o.status:9s} {o.folder.name} ({_fmt_time(o.seconds)}){hint}")
-
-
-def _error(outcome: RunOutcome) -> str:
-    error = str(outcome.result.get("error") or "no result.json, see multirun.log")
-    return re.sub(r"\s+", " ", error)[:200]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+        try:
+            o.result = json.loads((sweep_dir / o.name / "result.json").read_text())
+        except (OSError, ValueError):
+            if not end:
+                continue
+        o.status = o.result.get("status") if o.result.get("status") in ("ok", "failed") else end
+        o.seconds = float(o.result.get("seconds", now - o.seconds))
+        error = re.sub(r"\s+", " ", str(o.result.get("error") or "no result, see multirun.log"))
+        hint = "" if o.status == "ok" else f": {error[:200]}"
+        echo(f"[sweep] {o.label} {o.status:9s} {o.name} ({_fmt_time(o.seconds)}){hint}")
 
 
 def _fmt_time(seconds: float) -> str:
