@@ -10,11 +10,10 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from torch import nn
 
-from ae_lab.cli import flatten_dict
 from ae_lab.errors import AeLabError
+from ae_lab.flatten import flatten
+from ae_lab.module import COMPILED_PREFIX as _COMPILED
 from ae_lab.module import non_finite_tensors
-
-_COMPILED = "_orig_mod."  # torch.compile's wrapper prefix; the weights are the same
 
 
 def check_checkpoint(path: str | Path, module: nn.Module, config: dict[str, Any]) -> None:
@@ -78,10 +77,10 @@ def _saved_settings(saved: dict[str, Any] | None, current: dict[str, Any]) -> st
         f"data.image_size={size}",
     ]
     if model.get("name") == (current.get("model") or {}).get("name"):  # same model, other sizes
-        now = flatten_dict((current.get("model") or {}).get("net") or {}, "model.net")
+        now = flatten((current.get("model") or {}).get("net") or {}, "model.net")
         overrides += [
             f"{k}={v}"
-            for k, v in flatten_dict(model.get("net") or {}, "model.net").items()
+            for k, v in flatten(model.get("net") or {}, "model.net").items()
             if now.get(k) != v and k.rsplit(".", 1)[1] not in ("image_size", "latent_dim")
         ]
     return (

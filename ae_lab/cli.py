@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.errors import AeLabError
+from ae_lab.flatten import flatten as flatten_dict  # one implementation, with the analysis
 
 # `${ae_lab.uid:}` in conf/config.yaml: a random suffix for the run (and sweep) folder, so that
 # two runs started in the same second never share one. Cached: one value per composed config,
@@ -84,18 +85,6 @@ def _agent_value(key: str, text: str) -> list[tuple[str, str]]:
             return [(key, text)]
         value = text  # a quoted string or `1,2` (a tuple to Python, a sweep to Hydra)
     return [(key, text if _parses_as_single_value(text) else _quote(value))]
-
-
-def flatten_dict(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}` (with `prefix`: `{"prefix.a.b": 1}`)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten_dict(value, path))
-        else:
-            flat[path] = value
-    return flat
 
 
 def hydra_value(value: Any) -> str:

@@ -16,7 +16,8 @@ VAL_LATENT_TSNE_TABLE = "val/latent_tsne_table"
 TEST_LATENT_TSNE = "test/latent_tsne"
 TEST_RECONSTRUCTIONS = "test/reconstructions"
 TEST_SCORES = "test/scores"
-TEST_ERROR_HISTOGRAMS = "test/error_histograms"
+TEST_ERROR_HISTOGRAMS = "test/error_histograms"  # per class: reconstruction error in the run's loss
+TEST_SCORE_HISTOGRAMS = "test/score_histograms"  # per class: the smoothed anomaly score
 
 # Test summary metrics. `test/image_auroc` is the mean of the per-class image AUROCs (MVTec's
 # convention, what papers report); the AUROC of all classes' scores pooled has its own key.

@@ -6,6 +6,7 @@ undefined for the given data (one label only, no masks) is skipped with a one-li
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -13,11 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage
-from sklearn.metrics import auc, precision_recall_curve, roc_auc_score
+from sklearn.metrics import auc, precision_recall_curve
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
 from ae_lab import keys
+from ae_lab.evaluation.predictions import TestPredictions
 
 # 8-connectivity, as in the MVTec AD evaluation code: diagonal pixels belong to the same defect.
 _STRUCTURE = np.ones((3, 3), dtype=bool)
@@ -31,15 +33,53 @@ def _numpy(a: Tensor | np.ndarray | Sequence) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
 
 
-def _auroc(key: str, labels: np.ndarray, scores: np.ndarray, what: str) -> float | None:
-    if len(np.unique(labels)) < 2:
-        kind = "defective" if labels.size and labels[0] == 1 else "good"
-        _skip(key, f"{what} has only {kind} samples ({labels.size}), so AUROC is undefined")
-        return None
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Exact ROC AUC of `scores` ranking label 1 above label 0; NaN where undefined (one label
+    only, non-finite scores). Image and pixel level alike (torchmetrics sorts in torch: ~2x
+    faster than scikit-learn on millions of pixels)."""
+    return _auroc(np.asarray(labels), np.asarray(scores))[0]
+
+
+def _auroc(labels: np.ndarray, scores: np.ndarray, what: str = "") -> tuple[float, str]:
+    """(AUROC, "") or (NaN, why it is undefined for `what`)."""
+    if labels.size == 0 or labels.min() == labels.max():
+        kind = "defective" if labels.size and labels.flat[0] == 1 else "good"
+        return math.nan, f"{what} has only {kind} samples ({labels.size}), so AUROC is undefined"
     if not np.isfinite(scores).all():
-        _skip(key, f"{what} has non-finite scores")
-        return None
-    return float(roc_auc_score(labels, scores))
+        return math.nan, f"{what} has non-finite scores"
+    value = binary_auroc(
+        # A copy: pandas hands out read-only arrays, which torch cannot wrap.
+        torch.from_numpy(np.array(scores, dtype=np.result_type(scores.dtype, np.float32)).ravel()),
+        torch.from_numpy(np.array(labels, dtype=np.int64).ravel()),
+        validate_args=False,
+    )
+    return float(value), ""
+
+
+ALL = "all"  # the `defect` of a class-level row: good vs every defect of the class
+
+
+def defect_aurocs(scores: pd.DataFrame, column: str = "score", warn: bool = False) -> pd.DataFrame:
+    """Image AUROC of one run's scores: category, defect, auroc, n_good, n_defect.
+
+    Per (class, defect): the class's good images against that defect; per (class, `ALL`): against
+    all its defects. NaN where undefined (with `warn`, a one-line warning naming the metric key).
+    The one implementation behind the `test/image_auroc/<class>[/<defect>]` keys, the analysis
+    tables and the histograms' legends; `column` may be any per-image value (`l2`, ...).
+    """
+    rows = []
+    for cat, part in scores.groupby("category", sort=True):
+        good = part[part["label"] == 0]
+        defects = sorted(set(part.loc[part["label"] == 1, "defect"]))
+        for defect in [*defects, ALL]:
+            bad = part[part["label"] == 1] if defect == ALL else part[part["defect"] == defect]
+            both = pd.concat([good, bad])
+            what = f"class {cat!r}" + ("" if defect == ALL else f" good vs {defect!r}")
+            value, why = _auroc(both["label"].to_numpy(int), both[column].to_numpy(float), what)
+            if why and warn:
+                _skip(keys.image_auroc_key(cat, None if defect == ALL else defect), why)
+            rows.append((cat, defect, value, len(good), len(bad)))
+    return pd.DataFrame(rows, columns=["category", "defect", "auroc", "n_good", "n_defect"])
 
 
 def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float, float, float]:
@@ -81,28 +121,21 @@ def image_metrics(df: pd.DataFrame) -> dict[str, float]:
     if missing:
         raise ValueError(f"image_metrics needs columns {sorted(missing)} in the scores table")
     out: dict[str, float] = {}
-
-    def put(key: str, sub: pd.DataFrame, what: str) -> None:
-        value = _auroc(key, sub["label"].to_numpy(int), sub["score"].to_numpy(float), what)
-        if value is not None:
-            out[key] = value
-
-    put(keys.TEST_IMAGE_AUROC_POOLED, df, "the test set")
-    _put_f1(out, df["label"].to_numpy(int), df["score"].to_numpy(float), None)
-    per_class = []
+    labels, values = df["label"].to_numpy(int), df["score"].to_numpy(float)
+    pooled, why = _auroc(labels, values, "the test set")
+    if why:
+        _skip(keys.TEST_IMAGE_AUROC_POOLED, why)
+    else:
+        out[keys.TEST_IMAGE_AUROC_POOLED] = pooled
+    _put_f1(out, labels, values, None)
+    table = defect_aurocs(df, warn=True).dropna(subset=["auroc"])
+    for row in table.itertuples():
+        defect = None if row.defect == ALL else row.defect
+        out[keys.image_auroc_key(row.category, defect)] = float(row.auroc)
     for category, cat_df in df.groupby("category", sort=True):
-        put(keys.image_auroc_key(category), cat_df, f"class {category!r}")
-        if keys.image_auroc_key(category) in out:
-            per_class.append(out[keys.image_auroc_key(category)])
         _put_f1(out, cat_df["label"].to_numpy(int), cat_df["score"].to_numpy(float), category)
-        good = cat_df[cat_df["label"] == 0]
-        for defect, defect_df in cat_df[cat_df["label"] == 1].groupby("defect", sort=True):
-            put(
-                keys.image_auroc_key(category, defect),
-                pd.concat([good, defect_df]),
-                f"class {category!r} good vs {defect!r}",
-            )
-    if per_class:
+    per_class = table.loc[table["defect"] == ALL, "auroc"]
+    if len(per_class):
         # The mean over classes, not the pooled AUROC: classes whose scores live on different
         # scales would otherwise be ranked against each other (MVTec's convention).
         out[keys.TEST_IMAGE_AUROC] = float(np.mean(per_class))
@@ -204,10 +237,18 @@ def pixel_metrics(
         if not np.isfinite(s).all():
             _skip(f"{auroc_key} and {aupro_key}", f"class {category!r} has non-finite anomaly maps")
             continue
-        # torchmetrics' exact AUROC sorts in torch: ~2x faster than sklearn on millions of pixels.
-        pixel_auroc = binary_auroc(
-            torch.from_numpy(s.ravel()), torch.from_numpy(m.ravel()).long(), validate_args=False
-        )
-        out[auroc_key] = float(pixel_auroc)
+        out[auroc_key] = auroc(m.ravel(), s.ravel())
         out[aupro_key] = aupro(s, m, fpr_limit, num_thresholds)
     return out
+
+
+def evaluate(predictions: TestPredictions) -> dict[str, float]:
+    """The test metrics of one run: image metrics from the scores, pixel metrics from the maps."""
+    scores = predictions.scores
+    return image_metrics(scores) | pixel_metrics(
+        predictions.maps.float(),
+        predictions.masks,
+        scores["category"].tolist(),
+        torch.from_numpy(scores["has_mask"].to_numpy()),
+        labels=scores["label"].to_numpy(),  # defective images without a mask are left out
+    )

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import Tensor
+
+from ae_lab.metrics import defect_aurocs
 
 # Matplotlib's 'inferno' sampled at 9 points; interpolated to a 256-entry LUT below. Perceptually
 # ordered (dark = normal, bright = anomalous) and readable in grayscale print.
@@ -135,44 +136,96 @@ def plain_figure(fig: go.Figure) -> go.Figure:
     return go.Figure(_plain(fig.to_plotly_json()))
 
 
-def auroc(good: np.ndarray, bad: np.ndarray) -> float:
-    """AUROC of separating `bad` (positives) from `good` scores; NaN if either side is empty."""
-    if len(good) == 0 or len(bad) == 0:
-        return float("nan")
-    labels = np.r_[np.zeros(len(good)), np.ones(len(bad))]
-    return float(roc_auc_score(labels, np.r_[good, bad]))
+# What each per-image column of the score table measures, for axis titles.
+ERROR_AXES = {
+    "score": "image anomaly score (smoothed anomaly map, reduced; conf/scoring)",
+    "l1": "reconstruction error: mean absolute error (L1)",
+    "l2": "reconstruction error: mean squared error (L2)",
+    "ssim": "reconstruction error: 1 - mean SSIM",
+    "ssim_l1": "reconstruction error: alpha * (1 - SSIM) + (1 - alpha) * L1",
+}
+GOOD_COLOUR = "rgb(120,120,120)"
 
 
-def error_histogram(scores: pd.DataFrame, category: str, nbins: int = 30) -> go.Figure:
-    """Overlaid histograms of image scores for one class: good vs each defect type.
+def loss_error(scores: pd.DataFrame, loss: str, alpha: float = 0.84) -> pd.Series:
+    """Each image's reconstruction error in the run's loss (`cfg.loss.name`), from the l1/l2/ssim
+    columns of the score table (the loss is a per-image mean, so it is exactly this)."""
+    if loss == "ssim_l1":
+        return alpha * scores["ssim"] + (1 - alpha) * scores["l1"]
+    if loss not in ("l1", "l2", "ssim"):
+        raise ValueError(f"no per-image error column for loss {loss!r}")
+    return scores[loss]
 
-    scores: the per-image table (columns `category`, `defect`, `label`, `score`). Each defect's
-    legend entry carries its AUROC against the class's good images. Shared bins so shapes compare.
+
+def histogram_traces(
+    part: pd.DataFrame,
+    column: str = "score",
+    nbins: int = 30,
+    prefix: str = "",
+    counts: bool = True,
+) -> list[go.Histogram]:
+    """One class: good images first (grey), then one trace per defect type, on shared bins, each
+    normalised to the fraction of its images. The legend carries the AUROC of the plotted value
+    against the class's good images, and the detector's (score) AUROC when another value is shown.
+
+    part: the score table rows of one class (`defect`, `label`, `column`, and `score`).
+    counts: legend `bent (n=3, AUROC=0.917)` (W&B media), else `bent (AUROC 0.917)` (report).
     """
+    lo, hi = float(part[column].min()), float(part[column].max())
+    size = (hi - lo) / nbins if hi > lo else 1.0
+    bins = {"start": lo, "end": hi + size, "size": size}
+    aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
+    score_aurocs = aurocs if column == "score" else defect_aurocs(part).set_index("defect")["auroc"]
+    traces = []
+    for defect in sorted(part["defect"].unique(), key=lambda d: (d != "good", d)):  # good first
+        sub = part.loc[part["defect"] == defect, column]
+        good = defect == "good"
+        n, auc = len(sub), aurocs.get(defect)
+        if good:
+            name = f"{prefix}{defect}" + (f" (n={n})" if counts else "")
+        elif not counts:
+            name = f"{prefix}{defect} (AUROC {auc:.3f})"
+        elif column == "score":
+            name = f"{prefix}{defect} (n={n}, AUROC={auc:.3f})"
+        else:  # the plotted error's AUROC, then the detector's, which the metric keys hold
+            name = f"{prefix}{defect} (n={n}, {column} AUROC {auc:.3f}, score AUROC={score_aurocs[defect]:.3f})"
+        traces.append(
+            go.Histogram(
+                x=sub.to_numpy(),
+                name=name,
+                xbins=bins,
+                histnorm="probability",
+                opacity=0.6,
+                marker_color=GOOD_COLOUR if good else None,
+            )
+        )
+    return traces
+
+
+def error_histogram(
+    scores: pd.DataFrame, category: str, nbins: int = 30, column: str = "score"
+) -> go.Figure:
+    """Overlaid histograms of one per-image value (`score`, or an error column) for one class:
+    good vs each defect type, shared bins so shapes compare."""
     df = scores[scores["category"] == category]
     if df.empty:
         raise ValueError(f"no scores for category {category!r}")
-    lo, hi = float(df["score"].min()), float(df["score"].max())
-    size = (hi - lo) / nbins if hi > lo else 1.0
-    bins = {"start": lo, "end": hi + size, "size": size}
-    good = df.loc[df["label"] == 0, "score"].to_numpy()
-    fig = go.Figure()
-    fig.add_trace(go.Histogram(x=good, name=f"good (n={len(good)})", xbins=bins))
-    for defect in sorted(df.loc[df["label"] == 1, "defect"].unique()):
-        bad = df.loc[(df["label"] == 1) & (df["defect"] == defect), "score"].to_numpy()
-        name = f"{defect} (n={len(bad)}, AUROC={auroc(good, bad):.3f})"
-        fig.add_trace(go.Histogram(x=bad, name=name, xbins=bins))
-    fig.update_traces(opacity=0.6, histnorm="probability")
+    fig = go.Figure(histogram_traces(df, column, nbins))
+    what = "image anomaly scores" if column == "score" else f"reconstruction error ({column})"
     fig.update_layout(
         barmode="overlay",
-        title=f"{category}: image anomaly scores, good vs each defect type",
-        xaxis_title="image score",
+        title=f"{category}: {what}, good vs each defect type",
+        xaxis_title=ERROR_AXES.get(column, column),
         yaxis_title="fraction of images",
         legend_title="test images",
     )
     return plain_figure(fig)
 
 
-def error_histograms(scores: pd.DataFrame, nbins: int = 30) -> dict[str, go.Figure]:
+def error_histograms(
+    scores: pd.DataFrame, nbins: int = 30, column: str = "score"
+) -> dict[str, go.Figure]:
     """One `error_histogram` per class in `scores`, keyed by class name."""
-    return {c: error_histogram(scores, c, nbins) for c in sorted(scores["category"].unique())}
+    return {
+        c: error_histogram(scores, c, nbins, column) for c in sorted(scores["category"].unique())
+    }

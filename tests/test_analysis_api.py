@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ae_lab.analysis import sources
+from ae_lab.analysis import load
 from ae_lab.analysis.report import Analysis
 from ae_lab.analysis.source_api import load_api_runs
 from ae_lab.analysis.wandb_log import create_wandb_report, report_blocks
@@ -141,12 +141,12 @@ def test_load_runs_uses_the_api_only_online_with_credentials(monkeypatch, tmp_pa
     import ae_lab.analysis.source_api as source_api
 
     monkeypatch.setattr(source_api, "load_api_runs", lambda *a, **k: "api")
-    monkeypatch.setattr(sources, "has_wandb_credentials", lambda: True)
+    monkeypatch.setattr(load, "has_wandb_credentials", lambda: True)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert sources.load_runs("p") == "api"
+    assert load.load_runs("p") == "api"
     monkeypatch.setenv("WANDB_MODE", "offline")
     with pytest.raises(AeLabError, match="No W&B run folders"):
-        sources.load_runs("p", offline_dir=tmp_path)
+        load.load_runs("p", offline_dir=tmp_path)
 
 
 def test_wandb_report_needs_online_and_builds_its_blocks(grid):

@@ -7,8 +7,9 @@ tables and figures, write `reports/<project>/index.html`, log them to a W&B run 
 from dataclasses import dataclass
 from pathlib import Path
 
+from ae_lab.analysis.load import load_runs
 from ae_lab.analysis.report import Analysis, analyse, write_report
-from ae_lab.analysis.sources import RunData, load_runs, log
+from ae_lab.analysis.sources import RunData, log
 from ae_lab.analysis.wandb_log import LoggedRun, create_wandb_report, log_analysis_run
 
 __all__ = ["Analysis", "AnalysisResult", "RunData", "analyse", "load_runs", "run_analysis"]

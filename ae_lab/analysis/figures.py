@@ -8,12 +8,12 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ae_lab import keys
-from ae_lab.analysis.tables import ALL, defect_aurocs
+from ae_lab.metrics import ALL, defect_aurocs
+from ae_lab.visualize import histogram_traces
 
 # Train/val loss differ in scale between loss functions; val/l1 and val/ssim are the same for all.
 CURVE_PANELS = (keys.TRAIN_LOSS, keys.VAL_LOSS, keys.VAL_L1, keys.VAL_SSIM)
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
-_GOOD_COLOUR = "rgb(120,120,120)"
 
 
 def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> go.Figure:
@@ -55,24 +55,8 @@ def _add_class_histograms(
     fig: go.Figure, part: pd.DataFrame, row: int, col: int, prefix: str
 ) -> None:
     """Good scores of one class plus one overlaid histogram per defect, AUROC in the legend."""
-    aurocs = defect_aurocs(part).set_index("defect")["auroc"]
-    lo, hi = part["score"].min(), part["score"].max()
-    bins = {"start": lo, "end": hi, "size": (hi - lo) / 20 or 1.0}  # same bins for all traces
-    for defect in sorted(part["defect"].unique(), key=lambda d: (d != "good", d)):  # good first
-        sub, good = part[part["defect"] == defect], defect == "good"
-        name = f"{prefix}{defect}" if good else f"{prefix}{defect} (AUROC {aurocs[defect]:.3f})"
-        fig.add_trace(
-            go.Histogram(
-                x=sub["score"],
-                name=name,
-                xbins=bins,
-                histnorm="probability density",
-                opacity=0.55,
-                marker_color=_GOOD_COLOUR if good else None,
-            ),
-            row=row,
-            col=col,
-        )
+    for trace in histogram_traces(part, "score", nbins=20, prefix=prefix, counts=False):
+        fig.add_trace(trace, row=row, col=col)
 
 
 def score_histograms(scores: pd.DataFrame, title: str, per_row: int = 3) -> go.Figure:
@@ -91,6 +75,7 @@ def score_histograms(scores: pd.DataFrame, title: str, per_row: int = 3) -> go.F
         part = scores[scores["category"] == cat]
         _add_class_histograms(fig, part, j // cols + 1, j % cols + 1, f"{cat}: ")
     fig.update_xaxes(title_text="image score")
+    fig.update_yaxes(title_text="fraction of images")
     fig.update_layout(title=title, barmode="overlay", height=320 * rows + 100)
     return fig
 

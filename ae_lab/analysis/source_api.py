@@ -13,11 +13,11 @@ from ae_lab.analysis.sources import (
     RawRun,
     RunData,
     build_run_data,
-    flatten,
     log,
     scores_from_table_json,
 )
 from ae_lab.errors import AeLabError
+from ae_lab.flatten import flatten
 
 
 def load_api_runs(

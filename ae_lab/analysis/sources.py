@@ -1,4 +1,5 @@
-"""What both sources (W&B API, offline run folders) share: one raw run in, three DataFrames out.
+"""The run types both sources (W&B API, offline run folders) share: one raw run in, three
+DataFrames out. Each source imports this module; `ae_lab.analysis.load` picks the source.
 
 `runs`: one row per usable run: run_id, name, label (unique display name), group, state, model,
 loss, latent_dim, then every numeric summary metric `test/...`.
@@ -8,7 +9,6 @@ loss, latent_dim, then every numeric summary metric `test/...`.
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ import pandas as pd
 
 from ae_lab import keys
 from ae_lab.errors import AeLabError
-from ae_lab.wandb_mode import has_wandb_credentials
 
 log = logging.getLogger("ae_lab.analysis")
 
@@ -75,18 +74,6 @@ def config_value(config: dict[str, Any], dotted: str) -> Any:
         if flat in config:
             return config[flat]
     return None
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to flat `a.b` keys, the way W&B's records spell nested summary entries."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def scores_from_table_json(obj: dict[str, Any], where: str) -> pd.DataFrame:
@@ -190,27 +177,3 @@ def _unique_labels(runs: pd.DataFrame) -> list[str]:
     names = runs["name"].astype(str)
     dup = names.duplicated(keep=False)
     return [f"{n} ({i})" if d else n for n, i, d in zip(names, runs["run_id"], dup, strict=True)]
-
-
-def load_runs(
-    project: str,
-    entity: str | None = None,
-    group: str | None = None,
-    sweep: str | None = None,
-    offline_dir: str | Path | None = None,
-) -> RunData:
-    """Offline folders when `offline_dir` is given or W&B is offline/without credentials, else the API."""
-    mode = os.environ.get("WANDB_MODE", "")
-    if (
-        offline_dir is None
-        and mode not in ("offline", "disabled", "dryrun")
-        and has_wandb_credentials()
-    ):
-        from ae_lab.analysis.source_api import load_api_runs
-
-        return load_api_runs(project, entity=entity, group=group, sweep=sweep)
-    from ae_lab.analysis.source_offline import default_offline_dir, load_offline_runs
-
-    return load_offline_runs(
-        project, offline_dir or default_offline_dir(), group=group, sweep=sweep
-    )

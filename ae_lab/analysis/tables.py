@@ -3,31 +3,13 @@
 import math
 
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from ae_lab import keys
+from ae_lab.metrics import ALL, defect_aurocs
 
-ALL = "all"  # the `defect` of a class-level row: good vs every defect of the class
-
-
-def defect_aurocs(scores: pd.DataFrame) -> pd.DataFrame:
-    """Image AUROC of one run's scores: category, defect, auroc, n_good, n_defect.
-
-    Per (class, defect): good images of the class against that defect; per (class, `all`): against
-    all its defects. The same definitions as the `test/image_auroc/<class>[/<defect>]` summary keys.
-    """
-    rows = []
-    for cat, part in scores.groupby("category", sort=True):
-        good = part[part["label"] == 0]
-        defects = sorted(set(part.loc[part["label"] == 1, "defect"]))
-        for defect in [*defects, ALL]:
-            bad = part[part["label"] == 1] if defect == ALL else part[part["defect"] == defect]
-            both = pd.concat([good, bad])
-            auroc = (
-                roc_auc_score(both["label"], both["score"]) if len(good) and len(bad) else math.nan
-            )
-            rows.append((cat, defect, float(auroc), len(good), len(bad)))
-    return pd.DataFrame(rows, columns=["category", "defect", "auroc", "n_good", "n_defect"])
+__all__ = [
+    "ALL", "auroc_mismatches", "auroc_table", "defect_aurocs", "run_table", "score_gaps", "to_markdown"
+]  # fmt: skip
 
 
 def auroc_table(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import lightning as L
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
@@ -18,8 +16,9 @@ from torch import Tensor
 
 from ae_lab import keys
 from ae_lab.callbacks.selection import select_test, select_val
-from ae_lab.latents import collect_latents, latent_meta, tsne_2d, tsne_figure, tsne_table
-from ae_lab.visualize import anomaly_strip, error_histograms, reconstruction_grid
+from ae_lab.evaluation.predictions import TestPredictions, gather_objects
+from ae_lab.latents import collect_latents, tsne_2d, tsne_figure, tsne_table
+from ae_lab.visualize import anomaly_strip, error_histograms, loss_error, reconstruction_grid
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +64,11 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def has_wandb_logger(trainer: L.Trainer) -> bool:
+    """True on every rank of a run that logs to W&B (only rank zero holds the W&B run)."""
+    return any(isinstance(logger, WandbLogger) for logger in trainer.loggers)
+
+
 def wandb_run(trainer: L.Trainer) -> Any | None:
     """The W&B run of the trainer's WandbLogger on global rank zero, else None."""
     if not trainer.is_global_zero:
@@ -85,6 +89,8 @@ class WandbMediaCallback(Callback):
         tsne_test: also embed the test latents (`test/latent_tsne`), coloured good vs defective.
         selection_seed: seed of the fixed image selection; the same for every run on purpose.
         grid_columns: originals (and reconstructions) per grid row in `val/reconstructions`.
+        loss, loss_alpha: the run's loss (`cfg.loss.name`, its `alpha` for ssim_l1): the error
+            that `test/error_histograms` show; `test/score_histograms` show the anomaly score.
     """
 
     def __init__(
@@ -95,6 +101,8 @@ class WandbMediaCallback(Callback):
         tsne_test: bool = True,
         selection_seed: int = 0,
         grid_columns: int = 8,
+        loss: str = "l2",
+        loss_alpha: float = 0.84,
     ) -> None:
         self.every_n_epochs = int(every_n_epochs)
         self.tsne_every_n_epochs = int(tsne_every_n_epochs)
@@ -102,6 +110,7 @@ class WandbMediaCallback(Callback):
         self.tsne_test = bool(tsne_test)
         self.selection_seed = int(selection_seed)
         self.grid_columns = int(grid_columns)
+        self.loss, self.loss_alpha = str(loss), float(loss_alpha)
         self.timings: dict[str, float] = {}  # seconds of the last media step of each kind
         self._defined_for: str | None = None
         self._val_images: Tensor | None = None
@@ -109,8 +118,7 @@ class WandbMediaCallback(Callback):
         self._last_epoch: int | None = None
         self._said_no_val = False
         self._test_rows: list[int] = []
-        self._test_picked: dict[int, tuple[Tensor, Tensor]] = {}
-        self._test_latents: list[tuple[np.ndarray, pd.DataFrame]] = []
+        self._test_picked: dict[int, tuple[Tensor, ...]] = {}  # row -> image, recon, map, mask
 
     # ---- setup ----------------------------------------------------------------------------------
     @never_fatal
@@ -197,11 +205,12 @@ class WandbMediaCallback(Callback):
             self._val_images = torch.stack([found[r] for r in rows])
         return self._val_images
 
-    # ---- test media -----------------------------------------------------------------------------
+    # ---- test media: read from the test step's predictions, never re-running the model -------
     @never_fatal
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._test_picked, self._test_latents, self._test_rows = {}, [], []
-        if wandb_run(trainer) is not None and trainer.datamodule is not None:
+        self._test_rows, self._test_picked = [], {}
+        # Every rank picks: under DDP each holds part of the selection, gathered at the end.
+        if has_wandb_logger(trainer) and trainer.datamodule is not None:
             table = trainer.datamodule.table("test")
             self._test_rows = select_test(table, self.n_images, self.selection_seed)
 
@@ -215,79 +224,86 @@ class WandbMediaCallback(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if wandb_run(trainer) is None:
-            return
+        """Keep the picked images' panels from this batch's predictions (`outputs`)."""
         for i, row in enumerate(batch["index"].tolist()):
             if row in self._test_rows:
-                self._test_picked[row] = (batch["image"][i].cpu(), batch["mask"][i].cpu())
-        if self.tsne_test:
-            with evaluating(pl_module):
-                z = pl_module.net.encode(batch["image"]).flatten(1).float().cpu().numpy()
-            self._test_latents.append((z, latent_meta(batch)))
+                self._test_picked[row] = tuple(
+                    t[i].detach().float().cpu()
+                    for t in (batch["image"], outputs["recon"], outputs["map"], batch["mask"])
+                )
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A collective before anything that may fail or return early on one rank only.
+        picked = {}
+        if has_wandb_logger(trainer):
+            for part in gather_objects(self._test_picked):
+                picked |= part
+        self._test_picked = {}
+        self._log_test_media(trainer, pl_module, picked)
 
     @never_fatal
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _log_test_media(
+        self, trainer: L.Trainer, module: L.LightningModule, picked: dict[int, tuple]
+    ) -> None:
         run = wandb_run(trainer)
-        scores: pd.DataFrame | None = getattr(pl_module, "test_scores", None)
-        if run is None or scores is None:
+        predictions: TestPredictions | None = module.predictions
+        if run is None or predictions is None:
             return
         import wandb
 
+        scores = predictions.scores
         start = time.perf_counter()
         payload: dict[str, Any] = {
             keys.TEST_SCORES: wandb.Table(dataframe=scores.reset_index(drop=True))
         }
-        for category, fig in error_histograms(scores).items():
+        errors = scores.assign(**{self.loss: loss_error(scores, self.loss, self.loss_alpha)})
+        for category, fig in error_histograms(errors, column=self.loss).items():
             payload[f"{keys.TEST_ERROR_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
+        for category, fig in error_histograms(scores).items():
+            payload[f"{keys.TEST_SCORE_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
         self.timings["test_tables"] = time.perf_counter() - start
-        if self._test_picked:
+        if picked:
             start = time.perf_counter()
-            with evaluating(pl_module):
-                payload[keys.TEST_RECONSTRUCTIONS] = self._test_strips(pl_module, scores)
+            payload[keys.TEST_RECONSTRUCTIONS] = self._test_strips(predictions, picked)
             self.timings["test_reconstructions"] = time.perf_counter() - start
-        if self._test_latents:
+        if self.tsne_test and len(predictions.z):
             start = time.perf_counter()
-            z = np.concatenate([z for z, _ in self._test_latents])
-            meta = pd.concat([m for _, m in self._test_latents], ignore_index=True)
-            table = tsne_table(tsne_2d(z, self.selection_seed), meta)
+            table = tsne_table(tsne_2d(predictions.z.numpy(), self.selection_seed), scores)
             title = f"t-SNE of {len(table)} test latents: colour good/defective, symbol class"
             fig = tsne_figure(table, color="status", symbol="category", title=title)
             payload[keys.TEST_LATENT_TSNE] = wandb.Plotly(fig)
             self.timings["test_latent_tsne"] = time.perf_counter() - start
         run.log(payload)
         # Explicit summary keys: the analysis reads them, whatever Lightning logged before.
-        for key, value in getattr(pl_module, "test_metrics", {}).items():
+        for key, value in module.test_metrics.items():
             run.summary[key] = float(value)
         if trainer.ckpt_path:
             run.summary[CHECKPOINT_EVALUATED] = str(trainer.ckpt_path)
-        self._test_picked, self._test_latents = {}, []
         log.info("W&B media timings (s): %s", {k: round(v, 2) for k, v in self.timings.items()})
 
-    def _test_strips(self, module: L.LightningModule, scores: pd.DataFrame) -> list[Any]:
-        """One captioned 1x4 strip (original | reconstruction | anomaly map | mask) per picked image."""
+    def _test_strips(self, predictions: TestPredictions, picked: dict[int, tuple]) -> list[Any]:
+        """One captioned 1x4 strip (original | reconstruction | anomaly map | mask) per picked
+        image; the caption gives the map's value range, from black to pale yellow."""
         import wandb
 
-        rows = [r for r in self._test_rows if r in self._test_picked]
-        images = torch.stack([self._test_picked[r][0] for r in rows])
-        masks = torch.stack([self._test_picked[r][1] for r in rows])
-        recons = module(images.to(module.device)).cpu()
-        maps = module.test_maps.float()
-        picked = maps[[scores.index.get_loc(r) for r in rows]]
-        if picked.shape[-2:] != images.shape[-2:]:
-            picked = F.interpolate(picked, size=images.shape[-2:], mode="bilinear")
         # One colour scale for all strips (a high quantile of every test pixel), so a good
         # image looks dark next to a defective one instead of being stretched to full range.
-        flat = maps.flatten()
+        flat = predictions.maps.float().flatten()
         flat = flat[:: max(1, flat.numel() // 1_000_000)]
         vmax = float(torch.quantile(flat, 0.999)) or 1.0
         strips = []
-        for i, row in enumerate(rows):
-            info = scores.loc[row]
+        for row in [r for r in self._test_rows if r in picked]:
+            image, recon, amap, mask = picked[row]
+            if amap.shape[-2:] != image.shape[-2:]:
+                amap = F.interpolate(amap[None], size=image.shape[-2:], mode="bilinear")[0]
+            info = predictions.scores.loc[row]
             caption = (
                 f"{info['category']} | {info['defect']} | score {info['score']:.4g} — "
-                f"original, reconstruction, anomaly map (0 to {vmax:.3g}), ground truth"
+                f"original, reconstruction, anomaly map (inferno colours, one scale for all "
+                f"strips: 0 = black, {vmax / 2:.3g} = red, {vmax:.3g} and above = pale yellow), "
+                "ground truth"
             )
-            strip = anomaly_strip(images[i], recons[i], picked[i], masks[i], vmax)
+            strip = anomaly_strip(image, recon, amap, mask, vmax)
             strips.append(wandb.Image(strip, caption=caption))
         return strips
 

@@ -55,7 +55,7 @@ Un override cambia s√≥lo lo que nombra y lo que depende de ello por interpolaci√
     (
         "code",
         r"""
-from ae_lab.analysis.sources import flatten
+from ae_lab.flatten import flatten
 
 before = flatten(OmegaConf.to_container(CFG, resolve=True))
 after = flatten(OmegaConf.to_container(compose_config("model=unet", "loss=ssim_l1"), resolve=True))
