@@ -249,6 +249,27 @@ def evaluate(predictions: TestPredictions) -> dict[str, float]:
         predictions.maps.float(),
         predictions.masks,
         scores["category"].tolist(),
-        torch.from_numpy(scores["has_mask"].to_numpy()),
+        scores["has_mask"].to_numpy(),
         labels=scores["label"].to_numpy(),  # defective images without a mask are left out
     )
+
+
+def bootstrap_auroc(
+    labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(AUROC, low, high): the percentile bootstrap interval over test images, resampled within
+    each label so every replicate has both classes. With 30 good and 60 defective images the
+    interval is about +-0.07 wide, so two AUROCs 0.03 apart are within noise."""
+    labels, scores = np.asarray(labels, int), np.asarray(scores, float)
+    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    if good.size == 0 or bad.size == 0:
+        raise ValueError("bootstrap_auroc needs good and defective images")
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(good.size), np.ones(bad.size)]
+    reps = [
+        auroc(y, scores[np.r_[rng.choice(good, good.size), rng.choice(bad, bad.size)]])
+        for _ in range(n_boot)
+    ]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(reps, [tail, 100 - tail])
+    return float(auroc(labels, scores)), float(low), float(high)

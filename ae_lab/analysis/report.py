@@ -108,16 +108,12 @@ def _png_writer(notes: list[str]):
 
 
 def _html_table(table: pd.DataFrame, bold_best_of: list[str] | None = None) -> str:
-    frame = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table.copy()
-    best = frame[bold_best_of].max(axis=1) if bold_best_of else None
-    cells = frame.astype(object)
-    for col in frame.columns:
-        for i, value in frame[col].items():
-            text = f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
-            if best is not None and col in bold_best_of and value == best[i]:
-                text = f"<b>{text}</b>"
-            cells.at[i, col] = text
-    return cells.to_html(index=False, escape=False, border=0, classes="tbl")
+    """The table as HTML (pandas Styler): 4 decimals, the row maximum of `bold_best_of` in bold."""
+    frame = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
+    styler = frame.style.format(precision=4, escape="html").hide(axis="index")
+    if bold_best_of:
+        styler = styler.highlight_max(subset=bold_best_of, axis=1, props="font-weight:bold")
+    return styler.set_table_attributes('class="tbl"').to_html()
 
 
 def _index_html(analysis: Analysis, data: RunData, run_cols: list[str]) -> str:

@@ -89,16 +89,14 @@ def score_gaps(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame, bold_best_of: list[str] | None = None, digits: int = 3) -> str:
-    """A GitHub Markdown table (no `tabulate` needed); in `bold_best_of` columns the row maximum is bold."""
+    """A GitHub Markdown table (pandas + tabulate); in `bold_best_of` columns the row maximum is bold."""
     frame = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    best = frame[bold_best_of].max(axis=1) if bold_best_of else None
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
-    for i, row in frame.iterrows():
-        cells = []
-        for col, value in row.items():
-            text = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-            if best is not None and col in bold_best_of and value == best[i] and not pd.isna(value):
-                text = f"**{text}**"
-            cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = frame.astype(object).map(
+        lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    )
+    if bold_best_of:
+        best = frame[bold_best_of].max(axis=1)
+        for col in bold_best_of:
+            top = frame[col].eq(best) & frame[col].notna()
+            cells.loc[top, col] = "**" + cells.loc[top, col] + "**"
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
