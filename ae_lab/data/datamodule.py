@@ -18,10 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 from ae_lab.data import pose
 from ae_lab.data.cache import load_or_build
 from ae_lab.data.lock import file_lock
-from ae_lab.data.table import check_distinct, scan_mvtec, split_train_val
+from ae_lab.data.table import DEFAULT_CATEGORIES, check_distinct, scan_mvtec, split_train_val
 from ae_lab.errors import AeLabError
 
-DEFAULT_CATEGORIES = ("cable", "capsule", "screw", "transistor")
 SPLITS = ("train", "val", "test")
 
 

@@ -15,6 +15,8 @@ from ae_lab.errors import AeLabError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 COLUMNS = ("path", "category", "split", "defect", "label", "mask_path")
+# The assignment's four classes: the default of the data module and of the synthetic stand-in.
+DEFAULT_CATEGORIES = ("cable", "capsule", "screw", "transistor")
 DOWNLOAD_HINT = (
     "MVTec AD can be downloaded with `python -m ae_lab.data.download --root DIR` or from "
     "https://www.mvtec.com/company/research/datasets/mvtec-ad; then set the environment variable "

@@ -45,9 +45,9 @@ import numpy as np
 from ae_lab.data.synthetic import nuisances
 from ae_lab.data.synthetic.objects import Design, design_for
 from ae_lab.data.synthetic.render import render_sample
+from ae_lab.data.table import DEFAULT_CATEGORIES
 from ae_lab.errors import AeLabError
 
-DEFAULT_CATEGORIES = ("cable", "capsule", "screw", "transistor")
 MARKER = "synthetic.json"
 OWNER = ".synthetic"  # in each category folder
 FORMAT_VERSION = 1
