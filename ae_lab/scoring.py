@@ -26,9 +26,9 @@ class ScoringConfig:
 
     map: str = "l2"
     window_size: int = 11
-    sigma: float = 4.0
+    sigma: float = 2.0
     reduction: str = "topk"
-    topk_percent: float = 1.0
+    topk_percent: float = 0.5
     illumination_invariant: bool = True
 
     def __post_init__(self) -> None:
