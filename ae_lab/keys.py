@@ -6,18 +6,24 @@ TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"
 VAL_L1 = "val/l1"
 VAL_L2 = "val/l2"
-VAL_SSIM = "val/ssim"  # 1 - mean SSIM, so lower is better like the other errors
-LOSS_CURVES = (TRAIN_LOSS, VAL_LOSS, VAL_L1, VAL_L2, VAL_SSIM)
+# 1 - mean SSIM (named for what it is): lower is better, like the other errors.
+VAL_ONE_MINUS_SSIM = "val/one_minus_ssim"
+LOSS_CURVES = (TRAIN_LOSS, VAL_LOSS, VAL_L1, VAL_L2, VAL_ONE_MINUS_SSIM)
+# One W&B panel with both curves (a line-series chart logged at the end of training).
+TRAIN_VAL_LOSS = "train/loss_and_val_loss"
 
 # Media.
 VAL_RECONSTRUCTIONS = "val/reconstructions"
 VAL_LATENT_TSNE = "val/latent_tsne"
 VAL_LATENT_TSNE_TABLE = "val/latent_tsne_table"
+VAL_LATENT_TSNE_IMAGE = "val/latent_tsne_image"  # static (matplotlib) twin of val/latent_tsne
 TEST_LATENT_TSNE = "test/latent_tsne"
 TEST_RECONSTRUCTIONS = "test/reconstructions"
 TEST_SCORES = "test/scores"
 TEST_ERROR_HISTOGRAMS = "test/error_histograms"  # per class: reconstruction error in the run's loss
 TEST_SCORE_HISTOGRAMS = "test/score_histograms"  # per class: the smoothed anomaly score
+# per class: static images, one panel per defect type (good vs that defect), the anomaly score
+TEST_SCORE_HISTOGRAM_IMAGES = "test/score_histogram_images"
 
 # Test summary metrics. `test/image_auroc` is the mean of the per-class image AUROCs (MVTec's
 # convention, what papers report); the AUROC of all classes' scores pooled has its own key.

@@ -1,7 +1,7 @@
 """Reconstruction losses: `forward(recon, target) -> scalar`, images [B, C, H, W] in [0, 1].
 
 SSIM scale: `SSIMLoss` is 1 - mean(SSIM map), in [0, 2], 0 for identical images (the loss of
-Zhao et al. 2017 and the `val/ssim` convention). kornia's own `SSIMLoss` returns (1 - SSIM) / 2
+Zhao et al. 2017 and the `val/one_minus_ssim` convention). kornia's own `SSIMLoss` returns (1 - SSIM) / 2
 instead; we do not use it, so that the SSIM + L1 mix weights the two terms as in the paper.
 """
 

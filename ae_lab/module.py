@@ -102,7 +102,11 @@ class AutoencoderModule(L.LightningModule):
         self._val_non_finite = self._val_non_finite or not bool(torch.isfinite(loss))
         # sync_dist: under DDP every rank logs (and checkpoints on) the mean over all ranks.
         self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        for name, key in (("l1", keys.VAL_L1), ("l2", keys.VAL_L2), ("ssim", keys.VAL_SSIM)):
+        for name, key in (
+            ("l1", keys.VAL_L1),
+            ("l2", keys.VAL_L2),
+            ("ssim", keys.VAL_ONE_MINUS_SSIM),
+        ):
             value = self.val_errors[name](recon, x)
             self.log(key, value, on_epoch=True, batch_size=n, sync_dist=True)
 

@@ -80,7 +80,7 @@ def test_run_table_numbers(data, logged):
         assert row["final_train_loss"] == hist["train/loss"].iloc[-1]
         assert row["best_val_loss"] == hist["val/loss"].min()
         assert row["best_val_loss_epoch"] == hist["val/loss"].idxmin() == 1
-        assert row["final_val/ssim"] == hist["val/ssim"].iloc[-1]
+        assert row["final_val/one_minus_ssim"] == hist["val/one_minus_ssim"].iloc[-1]
         summary = logged[row["label"]]["summary"]
         assert row[keys.image_auroc_key("screw")] == summary["test/image_auroc/screw"]
 
@@ -123,7 +123,7 @@ def test_loss_curves_one_colour_per_loss(data, logged):
     colours = {t.name.split(" ")[0]: t.line.color for t in fig.data}
     assert colours["unet-l1-z32"] != colours["unet-ssim-z32"]
     val_ssim = next(t for t in fig.data if t.xaxis == "x4" and t.name.startswith("unet-l1-z32"))
-    assert list(val_ssim.y) == [h["val/ssim"] for h in logged["unet-l1-z32"]["history"]]
+    assert list(val_ssim.y) == [h["val/one_minus_ssim"] for h in logged["unet-l1-z32"]["history"]]
 
 
 def test_ranking_follows_the_numbers(data, logged):

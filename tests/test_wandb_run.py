@@ -116,6 +116,12 @@ def check_test_content(run_dir: Path, recs: list[dict], root: Path) -> dict:
     assert sum(len(t["x"]) for t in tsne["data"]) == len(test)
 
     assert 0.0 <= final[keys.TEST_IMAGE_AUROC] <= 1.0
+    # Test scalars live in the summary only: no one-point history panels in the workspace.
+    assert not [k for h in history(recs) for k in h if k.startswith("test/") and "." not in k]
+    for category in CATEGORIES:
+        key = f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{category}"
+        assert row[f"{key}._type"] == "image-file"
+        assert Image.open(media_file(run_dir, row, key)).size[0] > 300
     for category in CATEGORIES:
         assert keys.image_auroc_key(category) in final
     assert Path(final[CHECKPOINT_EVALUATED]).is_file()
@@ -166,6 +172,12 @@ def test_offline_run_logs_every_media_key_and_evaluation_reuses_them(
     assert (
         tsne_table["columns"] == ["x", "y", "category", "path"] and len(tsne_table["data"]) == n_val
     )
+
+    assert Image.open(media_file(run_dir, tsne_row, keys.VAL_LATENT_TSNE_IMAGE)).size[0] > 300
+    (panel,) = [h for h in rows if f"{keys.TRAIN_VAL_LOSS}_table._type" in h]  # one chart, both
+    chart = json.loads(media_file(run_dir, panel, f"{keys.TRAIN_VAL_LOSS}_table").read_text())
+    assert {r[1] for r in chart["data"]} == {keys.TRAIN_LOSS, keys.VAL_LOSS}
+    assert sorted({r[0] for r in chart["data"]}) == [0, 1]
 
     final = check_test_content(run_dir, recs, synthetic_root)
     assert final[CHECKPOINT_BEST] == result["best_checkpoint"]

@@ -11,8 +11,8 @@ from ae_lab import keys
 from ae_lab.metrics import ALL, defect_aurocs
 from ae_lab.visualize import histogram_traces
 
-# Train/val loss differ in scale between loss functions; val/l1 and val/ssim are the same for all.
-CURVE_PANELS = (keys.TRAIN_LOSS, keys.VAL_LOSS, keys.VAL_L1, keys.VAL_SSIM)
+# Train/val loss differ in scale between loss functions; val/l1 and val/one_minus_ssim are the same for all.
+CURVE_PANELS = (keys.TRAIN_LOSS, keys.VAL_LOSS, keys.VAL_L1, keys.VAL_ONE_MINUS_SSIM)
 _DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+from matplotlib.figure import Figure
 from plotly.offline import get_plotlyjs
 
 from ae_lab.analysis import figures, ranking, tables
 from ae_lab.analysis.sources import RunData
+from ae_lab.report.figures import analysis_images, save_png
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -26,6 +28,7 @@ class Analysis:
     mismatches: list[str]
     figures: dict[str, go.Figure]
     notes: list[str] = field(default_factory=list)
+    images: dict[str, Figure] = field(default_factory=dict)  # static twins, logged as wandb.Image
 
 
 def analyse(data: RunData) -> Analysis:
@@ -50,6 +53,7 @@ def analyse(data: RunData) -> Analysis:
         ranking=ranking.ranking(runs, auroc, gaps),
         mismatches=tables.auroc_mismatches(runs, auroc),
         figures=figs,
+        images=analysis_images(runs, data.history, auroc),
     )
 
 
@@ -59,7 +63,8 @@ def slug(key: str) -> str:
 
 
 def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path:
-    """Write CSV + Markdown tables, one HTML per figure (PNG when kaleido works) and `index.html`.
+    """Write CSV + Markdown tables, one HTML per Plotly figure, one PNG per static
+    figure (`analysis.images`) and `index.html`.
 
     plotly.js is written once next to `index.html`, so the report works without a network.
     """
@@ -76,35 +81,13 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
     (out / "auroc_table.md").write_text(tables.to_markdown(analysis.auroc_table, run_cols))
     (out / "score_gaps.md").write_text(tables.to_markdown(analysis.score_gaps))
     (out / "ranking.md").write_text("".join(f"- {line}\n" for line in analysis.ranking))
-    png = _png_writer(analysis.notes)
     for key, fig in analysis.figures.items():
         fig.write_html(out / "figures" / f"{slug(key)}.html", include_plotlyjs=f"../{PLOTLY_JS}")
-        if png is not None:
-            png = png(fig, out / "figures" / f"{slug(key)}.png")
+    for key, image in analysis.images.items():
+        save_png(image, out / "figures" / f"{slug(key)}.png")
     index = out / "index.html"
     index.write_text(_index_html(analysis, data, run_cols), encoding="utf-8")
     return index
-
-
-def _png_writer(notes: list[str]):
-    """`write(fig, path)` returning itself, or None once PNG export is known not to work."""
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        notes.append(
-            "PNG export skipped: `kaleido` is not installed (the HTML figures are complete)."
-        )
-        return None
-
-    def write(fig: go.Figure, path: Path):
-        try:
-            fig.write_image(path)
-            return write
-        except Exception as err:  # kaleido needs a Chrome it can start
-            notes.append(f"PNG export skipped: {str(err).splitlines()[0]}")
-            return None
-
-    return write
 
 
 def _html_table(table: pd.DataFrame, bold_best_of: list[str] | None = None) -> str:

@@ -3,7 +3,7 @@ DataFrames out. Each source imports this module; `ae_lab.analysis.load` picks th
 
 `runs`: one row per usable run: run_id, name, label (unique display name), group, state, model,
 loss, latent_dim, then every numeric summary metric `test/...`.
-`history`: one row per (run_id, epoch): run_id, epoch, train/loss, val/loss, val/l1, val/l2, val/ssim.
+`history`: one row per (run_id, epoch): run_id, epoch, train/loss, val/loss, val/l1, val/l2, val/one_minus_ssim.
 `scores`: run_id + `keys.SCORE_COLUMNS`, one row per test image.
 """
 

@@ -41,7 +41,7 @@ def auroc_mismatches(runs: pd.DataFrame, table: pd.DataFrame, tol: float = 1e-6)
 
 def run_table(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """One row per run: model, loss, latent_dim, final/best train and val loss, epoch of best val
-    loss, final val/l1 val/l2 val/ssim, and every `test/image_auroc...` summary value."""
+    loss, final val/l1 val/l2 val/one_minus_ssim, and every `test/image_auroc...` summary value."""
     auroc_cols = [c for c in runs.columns if c.startswith(keys.TEST_IMAGE_AUROC)]
     rows = []
     for _, run in runs.iterrows():
@@ -52,7 +52,7 @@ def run_table(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
             row[f"final_{short}"] = series.iloc[-1] if len(series) else math.nan
             row[f"best_{short}"] = series.min() if len(series) else math.nan
             row[f"best_{short}_epoch"] = int(series.idxmin()) if len(series) else None
-        for key in (keys.VAL_L1, keys.VAL_L2, keys.VAL_SSIM):
+        for key in (keys.VAL_L1, keys.VAL_L2, keys.VAL_ONE_MINUS_SSIM):
             series = h[key].dropna()
             row[f"final_{key}"] = series.iloc[-1] if len(series) else math.nan
         row |= {c: run[c] for c in auroc_cols}

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 
 from ae_lab.analysis.report import Analysis
 from ae_lab.analysis.sources import ANALYSIS_JOB_TYPE, RunData, log
+from ae_lab.report.figures import wandb_image
 from ae_lab.wandb_mode import has_wandb_credentials
 
 REPORT_ARTIFACT_TYPE = "analysis-report"
@@ -18,6 +19,7 @@ class LoggedRun:
     mode: str  # online | offline | disabled
     run_dir: Path | None  # the analysis run's folder (offline: sync it with `wandb sync`)
     url: str | None
+    run_id: str | None = None  # to read its media back (`ae_lab.wandb_media`)
 
 
 def wandb_mode(data: RunData) -> str:
@@ -62,6 +64,7 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
         config={"source": data.source, "runs": list(data.runs["label"]), "skipped": data.skipped},
     )
     payload = {key: _media(fig) for key, fig in analysis.figures.items()}
+    payload |= {key: wandb_image(fig) for key, fig in analysis.images.items()}
     payload["analysis/run_table"] = wandb.Table(dataframe=analysis.run_table)
     payload["analysis/auroc_table"] = wandb.Table(dataframe=analysis.auroc_table.reset_index())
     payload["analysis/score_gaps"] = wandb.Table(dataframe=analysis.score_gaps)
@@ -76,8 +79,9 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
     run.log_artifact(artifact)
     run_dir = Path(run.dir).parent if mode != "disabled" else None
     url = run.url if mode == "online" else None
+    run_id = run.id
     run.finish()
-    return LoggedRun(mode=mode, run_dir=run_dir, url=url)
+    return LoggedRun(mode=mode, run_dir=run_dir, url=url, run_id=run_id)
 
 
 def report_blocks(analysis: Analysis, data: RunData, entity: str):
@@ -89,7 +93,10 @@ def report_blocks(analysis: Analysis, data: RunData, entity: str):
     if group:
         filters = f"Config('logger.group') == '{group}' and " + filters
     runset = wr.Runset(entity=entity, project=data.project, filters=filters)
-    curves = [wr.LinePlot(title=k, x="epoch", y=[k]) for k in ("train/loss", "val/loss", "val/l1")]
+    curves = [  # train and val loss in one panel; val/l1 compares across losses
+        wr.LinePlot(title="train/loss y val/loss", x="epoch", y=["train/loss", "val/loss"]),
+        wr.LinePlot(title="val/l1", x="epoch", y=["val/l1"]),
+    ]
     tables = [wr.WeavePanelSummaryTable(table_name=k) for k in ("analysis/run_table",)]
     tables += [wr.WeavePanelSummaryTable(table_name="analysis/auroc_table")]
     return [

@@ -18,6 +18,7 @@ from ae_lab import keys
 from ae_lab.callbacks.selection import select_test, select_val
 from ae_lab.evaluation.predictions import TestPredictions, gather_objects
 from ae_lab.latents import collect_latents, tsne_2d, tsne_figure, tsne_table
+from ae_lab.report import figures as static
 from ae_lab.visualize import anomaly_strip, error_histograms, loss_error, reconstruction_grid
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ EPOCH_AXIS_KEYS = (
     keys.VAL_RECONSTRUCTIONS,
     keys.VAL_LATENT_TSNE,
     keys.VAL_LATENT_TSNE_TABLE,
+    keys.VAL_LATENT_TSNE_IMAGE,
 )
 
 
@@ -119,6 +121,7 @@ class WandbMediaCallback(Callback):
         self._said_no_val = False
         self._test_rows: list[int] = []
         self._test_picked: dict[int, tuple[Tensor, ...]] = {}  # row -> image, recon, map, mask
+        self._losses: list[tuple[int, float, float]] = []  # (epoch, train/loss, val/loss)
 
     # ---- setup ----------------------------------------------------------------------------------
     @never_fatal
@@ -138,6 +141,10 @@ class WandbMediaCallback(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
         self._last_epoch = epoch
+        metrics = trainer.callback_metrics  # validation ran before this hook in each epoch
+        if keys.TRAIN_LOSS in metrics and keys.VAL_LOSS in metrics:
+            losses = (float(metrics[keys.TRAIN_LOSS]), float(metrics[keys.VAL_LOSS]))
+            self._losses.append((epoch, *losses))
         recon = self.every_n_epochs > 0 and (epoch + 1) % self.every_n_epochs == 0
         tsne = self.tsne_every_n_epochs > 0 and (epoch + 1) % self.tsne_every_n_epochs == 0
         self._log_val_media(trainer, pl_module, epoch, recon, tsne)
@@ -149,6 +156,22 @@ class WandbMediaCallback(Callback):
             return
         recon, tsne = epoch not in self._logged["recon"], epoch not in self._logged["tsne"]
         self._log_val_media(trainer, pl_module, epoch, recon, tsne)
+        self._log_loss_panel(trainer)
+
+    def _log_loss_panel(self, trainer: L.Trainer) -> None:
+        """`train/loss` and `val/loss` against epoch in one W&B chart (a line series): the
+        workspace otherwise gives every key its own panel."""
+        run = wandb_run(trainer)
+        if run is None or not self._losses:
+            return
+        import wandb
+
+        epochs, train, val = (list(x) for x in zip(*self._losses, strict=True))
+        chart = wandb.plot.line_series(
+            xs=epochs, ys=[train, val], keys=[keys.TRAIN_LOSS, keys.VAL_LOSS],
+            title="train/loss and val/loss", xname=keys.EPOCH,
+        )  # fmt: skip
+        run.log({keys.TRAIN_VAL_LOSS: chart})
 
     def _log_val_media(
         self, trainer: L.Trainer, module: L.LightningModule, epoch: int, recon: bool, tsne: bool
@@ -189,6 +212,10 @@ class WandbMediaCallback(Callback):
                 payload[keys.VAL_LATENT_TSNE_TABLE] = wandb.Table(
                     dataframe=table[["x", "y", "category", "path"]]
                 )
+                fig = static.tsne_scatter(
+                    table, f"t-SNE de los {len(table)} latentes de validación (época {epoch})"
+                )
+                payload[keys.VAL_LATENT_TSNE_IMAGE] = static.wandb_image(fig)
                 self._logged["tsne"].add(epoch)
                 self.timings["val_latent_tsne"] = time.perf_counter() - start
         run.log(payload)
@@ -261,6 +288,8 @@ class WandbMediaCallback(Callback):
             payload[f"{keys.TEST_ERROR_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
         for category, fig in error_histograms(scores).items():
             payload[f"{keys.TEST_SCORE_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
+            image = static.wandb_image(static.defect_histograms(scores, category))
+            payload[f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{category}"] = image
         self.timings["test_tables"] = time.perf_counter() - start
         if picked:
             start = time.perf_counter()
