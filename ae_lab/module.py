@@ -1,21 +1,29 @@
 """The LightningModule: one network, one reconstruction loss, one optimizer, all injected by Hydra."""
 
+import inspect
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from ae_lab import keys
 from ae_lab.errors import AeLabError
+from ae_lab.evaluation.predictions import TestPredictions, batch_record, gather_predictions
 from ae_lab.losses import L1Loss, L2Loss, SSIMLoss
-from ae_lab.metrics import image_metrics, pixel_metrics
+from ae_lab.metrics import evaluate
 from ae_lab.scoring import ScoringConfig, anomaly_map, image_score, per_image_errors
+
+COMPILED_PREFIX = "_orig_mod."  # what `torch.compile(net)` adds to every state-dict key
+VAE_WITHOUT_KL = (
+    "model.kl_beta=0 with a variational network (model=vae): there is no KL term, yet training "
+    "still samples z = mu + sigma * eps, so this trains a noise-injected autoencoder, not a VAE "
+    "(evaluation decodes mu). Set model.kl_beta > 0 (e.g. 1e-4) for a VAE, or use model=ae."
+)
 
 
 class NonFiniteLossError(AeLabError):
@@ -58,10 +66,17 @@ class AutoencoderModule(L.LightningModule):
         # Loss-independent validation errors, so runs trained with different losses compare.
         self.val_errors = nn.ModuleDict({"l1": L1Loss(), "l2": L2Loss(), "ssim": SSIMLoss()})
         self._test_outputs: list[dict[str, Any]] = []
-        self.test_scores: pd.DataFrame | None = None  # one row per test image, keys.SCORE_COLUMNS
-        self.test_maps: Tensor | None = None  # [N,1,H,W] anomaly maps, float16 on CPU
-        self.test_metrics: dict[str, float] = {}
+        self.predictions: TestPredictions | None = None  # the whole test set, after testing
+        self.test_metrics: dict[str, float] = {}  # `evaluate(predictions)`
         self._val_non_finite = False
+        if kl_beta == 0 and hasattr(net, "forward_with_kl"):
+            warnings.warn(VAE_WITHOUT_KL, UserWarning, stacklevel=2)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Checkpoints of runs that wrapped the net in `torch.compile(net)` (before
+        # `compile_network`) carry `net._orig_mod.*` keys; the weights are the same.
+        state = checkpoint.get("state_dict") or {}
+        checkpoint["state_dict"] = {k.replace(COMPILED_PREFIX, ""): v for k, v in state.items()}
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B,3,H,W] in [0,1] -> reconstruction [B,3,H,W]."""
@@ -156,103 +171,65 @@ class AutoencoderModule(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self._test_outputs = []
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
+        """One test batch's predictions, computed once: recon, map, score, errors, z [B,D].
+
+        Returned as the batch's `outputs` for callbacks; a CPU copy is kept for the epoch end.
+        """
         x = batch["image"]
         recon = self.net(x)
         amap = anomaly_map(x, recon, self.scoring)
-        errors = per_image_errors(x, recon, window_size=self.scoring.window_size)
-        self._test_outputs.append(
-            {
-                "index": batch["index"].cpu(),
-                "path": list(batch["path"]),
-                "category": list(batch["category"]),
-                "defect": list(batch["defect"]),
-                "label": batch["label"].cpu(),
-                "score": image_score(amap, self.scoring).cpu(),
-                **{k: v.cpu() for k, v in errors.items()},
-                "has_mask": batch["has_mask"].cpu(),
-                # float16 halves the memory of the stacked maps; ranking metrics don't need more.
-                "map": amap.cpu().half(),
-                "mask": batch["mask"].cpu().bool(),
-            }
-        )
+        predictions = {
+            "recon": recon,
+            "map": amap,
+            "score": image_score(amap, self.scoring),
+            "z": self.net.encode(x).flatten(1),
+            **per_image_errors(x, recon, window_size=self.scoring.window_size),
+        }
+        self._test_outputs.append(batch_record(batch, predictions))
+        return predictions
 
     def on_test_epoch_end(self) -> None:
-        out = self._test_outputs
-        if not out:
-            return
-        names = ("index", "label", "score", "l1", "l2", "ssim", "has_mask", "map", "mask")
-        cat = {k: torch.cat([o[k] for o in out]) for k in names}
-        strings = {k: [s for o in out for s in o[k]] for k in ("path", "category", "defect")}
-        cat, strings = self._gather_ranks(cat, strings)
-        self.test_scores = pd.DataFrame(
-            {
-                "path": strings["path"],
-                "category": strings["category"],
-                "defect": strings["defect"],
-                "label": cat["label"].numpy().astype(int),
-                "score": cat["score"].float().numpy(),
-                "l1": cat["l1"].float().numpy(),
-                "l2": cat["l2"].float().numpy(),
-                "ssim": cat["ssim"].float().numpy(),
-                "has_mask": cat["has_mask"].numpy().astype(bool),
-            },
-            index=cat["index"].numpy(),
-        )[list(keys.SCORE_COLUMNS)]
-        self.test_maps = cat["map"]
-        masks = cat["mask"]
-        metrics = image_metrics(self.test_scores)
-        metrics |= pixel_metrics(
-            self.test_maps.float(),
-            masks,
-            strings["category"],
-            cat["has_mask"].bool(),
-            labels=cat["label"],  # defective images without a mask are left out of pixel metrics
+        # A collective under DDP: every rank ends up with the whole test set.
+        self.predictions = gather_predictions(
+            self._test_outputs, lambda t: self.all_gather(t.to(self.device))
         )
-        self.test_metrics = metrics
         self._test_outputs = []
-        for key, value in metrics.items():
+        if self.predictions is None:
+            return
+        self.test_metrics = evaluate(self.predictions)
+        for key, value in self.test_metrics.items():
             # Every rank computed the same value from the same gathered set; the sync is a no-op
             # average that keeps Lightning's distributed epoch-end logging consistent.
             self.log(key, value, sync_dist=True)
 
-    def _gather_ranks(
-        self, tensors: dict[str, Tensor], strings: dict[str, list[str]]
-    ) -> tuple[dict[str, Tensor], dict[str, list[str]]]:
-        """Under DDP: every rank's test outputs, each image once, in `index` order (the same on
-        every rank); in a single process: unchanged. Tensors are [n, ...] on the CPU.
-
-        DistributedSampler pads the last rank with repeated images so that ranks get equal counts;
-        the repeats are dropped by `index`. Ranks may still hold different counts (e.g. with
-        `limit_test_batches`), so tensors are padded to the longest before `all_gather`.
-        """
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return tensors, strings
-        sizes = self.all_gather(torch.tensor(len(tensors["index"]), device=self.device))
-        sizes = [int(n) for n in sizes.flatten()]
-        gathered = {}
-        for key, value in tensors.items():
-            dtype = value.dtype
-            value = value.to(torch.uint8) if dtype == torch.bool else value  # gloo has no bool
-            pad = value.new_zeros((max(sizes) - len(value), *value.shape[1:]))
-            full = self.all_gather(torch.cat([value, pad]).to(self.device)).cpu()  # [world, n]
-            gathered[key] = torch.cat([full[r, :n] for r, n in enumerate(sizes)]).to(dtype)
-        per_rank: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(per_rank, strings)
-        joined = {k: [s for rank in per_rank for s in rank[k]] for k in strings}
-        _, first = np.unique(gathered["index"].numpy(), return_index=True)  # sorted by index
-        keep = torch.from_numpy(first)
-        return (
-            {k: v[keep] for k, v in gathered.items()},
-            {k: [v[i] for i in first] for k, v in joined.items()},
-        )
+    @property
+    def test_scores(self) -> pd.DataFrame | None:
+        """One row per test image (keys.SCORE_COLUMNS), after `trainer.test`."""
+        return None if self.predictions is None else self.predictions.scores
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        kwargs: dict[str, Any] = {}
+        if wants_total_steps(self.scheduler_factory):
+            # One-cycle schedules are per step and must know the run's length; Lightning knows it
+            # from max_epochs/max_steps and the loader, so the config need not repeat it.
+            kwargs["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step" if kwargs else "epoch"},
         }
+
+
+def wants_total_steps(factory: Callable[..., Any]) -> bool:
+    """A partial scheduler (e.g. OneCycleLR) that takes `total_steps` and was not given it."""
+    func = getattr(factory, "func", factory)
+    given = getattr(factory, "keywords", {}) or {}
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return "total_steps" in params and given.get("total_steps") is None

@@ -17,10 +17,10 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.checkpoints import check_checkpoint, resume_command
-from ae_lab.cli import flatten_dict
 from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.errors import AeLabError
-from ae_lab.module import AutoencoderModule
+from ae_lab.flatten import flatten
+from ae_lab.module import AutoencoderModule, wants_total_steps
 from ae_lab.scoring import ScoringConfig
 from ae_lab.wandb_mode import ensure_wandb_mode
 
@@ -68,7 +68,8 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path, logger: Logger | None) -> l
     if isinstance(logger, WandbLogger):
         from ae_lab.callbacks import WandbMediaCallback
 
-        callbacks.append(WandbMediaCallback(**cfg.get("media", {})))
+        loss = {"loss": cfg.loss.name, "loss_alpha": cfg.loss.fn.get("alpha", 0.84)}
+        callbacks.append(WandbMediaCallback(**cfg.get("media", {}), **loss))
     return callbacks
 
 
@@ -82,7 +83,8 @@ def _checked_factories(cfg: DictConfig) -> tuple[Any, Any]:
         return optimizer_factory, None
     scheduler_factory = hydra.utils.instantiate(cfg.scheduler)
     with _rejected_settings(cfg, "scheduler", "scheduler.<name>=..."):
-        scheduler_factory(optimizer=optimizer)
+        trial = {"total_steps": 10} if wants_total_steps(scheduler_factory) else {}
+        scheduler_factory(optimizer=optimizer, **trial)
     return optimizer_factory, scheduler_factory
 
 
@@ -119,8 +121,25 @@ def build_module(cfg: DictConfig) -> AutoencoderModule:
         # CPU with oneDNN (bench/README.md); inputs are converted inside the first conv.
         module.net = module.net.to(memory_format=torch.channels_last)
     if torch_cfg.get("compile"):
-        module.net = torch.compile(module.net)
+        compile_network(module.net)
     return module
+
+
+COMPILED_METHODS = ("forward", "forward_with_kl", "encode")
+
+
+def compile_network(net: torch.nn.Module, **options: Any) -> torch.nn.Module:
+    """Compile `net`'s `forward`, `forward_with_kl` (VAE training) and `encode` (latents) in place.
+
+    In place, not `torch.compile(net)`: that wrapper prefixes every state-dict key with
+    `_orig_mod.`, so its checkpoints did not load with compile off, and attribute calls such as
+    `net.forward_with_kl` or `net.encode` went past it to the eager module.
+    """
+    for name in COMPILED_METHODS:
+        method = getattr(net, name, None)
+        if method is not None:
+            setattr(net, name, torch.compile(method, **options))  # instance attribute, no weights
+    return net
 
 
 def build_trainer(
@@ -165,7 +184,7 @@ def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
         return params
     preset = run.config  # the sweep's values, before anything else is logged
     for key in [k for k in params if k in preset and isinstance(params[k], dict)]:
-        params |= flatten_dict(params.pop(key), key)
+        params |= flatten(params.pop(key), key)
     return {k: v for k, v in params.items() if k not in preset}
 
 

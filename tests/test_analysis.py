@@ -208,3 +208,18 @@ def test_analyse_figure_keys(data):
         "analysis/auroc_heatmap",
         *(f"analysis/histograms/{n}" for n in GRID_NAMES),
     }
+
+
+def test_runs_of_one_class_each_are_labelled_by_their_class():
+    """sweeps/grid_per_class.yaml: the same model and loss once per class, told apart by class."""
+    import pandas as pd
+
+    from ae_lab.analysis.sources import _classes, _unique_labels
+
+    assert _classes(["cable", "screw"]) == "cable+screw" and _classes("['screw']") == "screw"
+    runs = pd.DataFrame(
+        {"name": ["ae-l2-z128"] * 2, "run_id": ["a", "b"], "classes": ["cable", "screw"]}
+    )
+    assert _unique_labels(runs) == ["ae-l2-z128 [cable]", "ae-l2-z128 [screw]"]
+    joint = runs.assign(classes="cable+screw", name=["ae-l2-z128", "unet-l2-z128"])
+    assert _unique_labels(joint) == ["ae-l2-z128", "unet-l2-z128"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ae_lab import keys
-from ae_lab.metrics import aupro, f1_max, image_metrics, pixel_metrics, pro_curve
+from ae_lab.metrics import aupro, bootstrap_auroc, f1_max, image_metrics, pixel_metrics, pro_curve
 
 
 def _scores_df() -> pd.DataFrame:
@@ -78,7 +78,9 @@ def test_f1_max_on_a_known_case():
 def test_degenerate_groups_warn_and_skip():
     df = _scores_df()
     only_good = df[df["label"] == 0]
-    with pytest.warns(UserWarning, match=r"Skipped test/image_auroc_pooled: the test set has only good"):
+    with pytest.warns(
+        UserWarning, match=r"Skipped test/image_auroc_pooled: the test set has only good"
+    ):
         metrics = image_metrics(only_good)
     assert metrics == {}
 
@@ -171,3 +173,19 @@ def test_pixel_metrics_per_class_with_good_images():
     labels = np.array([1, 1, 0, 0, 0, 0])
     metrics = pixel_metrics(all_maps, all_masks, categories, has_mask, labels=labels)
     assert metrics[keys.pixel_auroc_key("a")] == 1.0
+
+
+def test_bootstrap_auroc_interval_covers_the_value_and_shrinks_with_more_images():
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.r_[np.zeros(n), np.ones(2 * n)].astype(int)
+        return labels, rng.normal(labels * 0.8, 1.0)
+
+    auroc, low, high = bootstrap_auroc(*sample(30))
+    assert low < auroc < high and 0.05 < high - low < 0.4
+    _, low_big, high_big = bootstrap_auroc(*sample(600))
+    assert high_big - low_big < (high - low) / 3
+    assert bootstrap_auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))[1:] == (1.0, 1.0)
+    with pytest.raises(ValueError, match="good and defective"):
+        bootstrap_auroc(np.array([1, 1]), np.array([0.1, 0.2]))

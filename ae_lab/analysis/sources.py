@@ -2,7 +2,7 @@
 DataFrames out. Each source imports this module; `ae_lab.analysis.load` picks the source.
 
 `runs`: one row per usable run: run_id, name, label (unique display name), group, state, model,
-loss, latent_dim, then every numeric summary metric `test/...`.
+loss, latent_dim, classes (`data.categories` joined by +), then every numeric summary metric `test/...`.
 `history`: one row per (run_id, epoch): run_id, epoch, train/loss, val/loss, val/l1, val/l2, val/one_minus_ssim.
 `scores`: run_id + `keys.SCORE_COLUMNS`, one row per test image.
 """
@@ -20,7 +20,9 @@ from ae_lab.errors import AeLabError
 
 log = logging.getLogger("ae_lab.analysis")
 
-RUN_COLUMNS = ("run_id", "name", "label", "group", "state", "model", "loss", "latent_dim")
+RUN_COLUMNS = (
+    "run_id", "name", "label", "group", "state", "model", "loss", "latent_dim", "classes",
+)  # fmt: skip
 HISTORY_COLUMNS = ("run_id", keys.EPOCH, *keys.LOSS_CURVES)
 ANALYSIS_JOB_TYPE = "analysis"
 
@@ -141,6 +143,7 @@ def build_run_data(
             "model": config_value(run.config, "model.name"),
             "loss": config_value(run.config, "loss.name"),
             "latent_dim": config_value(run.config, "model.latent_dim"),
+            "classes": _classes(config_value(run.config, "data.categories")),
         }
         # Dotted keys are media metadata (`test/scores.nrows`), not metrics.
         row |= {
@@ -159,7 +162,7 @@ def build_run_data(
             f"`{keys.TEST_SCORES}` table). {hint}"
         )
     runs = pd.DataFrame(rows).sort_values(
-        ["model", "loss", "latent_dim", "name"], ignore_index=True
+        ["model", "loss", "latent_dim", "classes", "name"], ignore_index=True
     )
     runs.insert(2, "label", _unique_labels(runs))
     return RunData(
@@ -173,7 +176,17 @@ def build_run_data(
     )
 
 
+def _classes(categories: Any) -> str | None:
+    """`data.categories` as one string (`cable+screw`); W&B may hand a list or its text."""
+    if isinstance(categories, str):
+        categories = [c.strip(" '\"") for c in categories.strip("[]").split(",")]
+    return "+".join(str(c) for c in categories) if categories else None
+
+
 def _unique_labels(runs: pd.DataFrame) -> list[str]:
     names = runs["name"].astype(str)
+    if runs["classes"].nunique(dropna=False) > 1:
+        # One model per class (sweeps/grid_per_class.yaml): the class is part of the run's identity.
+        names = names + " [" + runs["classes"].astype(str) + "]"
     dup = names.duplicated(keep=False)
     return [f"{n} ({i})" if d else n for n, i, d in zip(names, runs["run_id"], dup, strict=True)]
