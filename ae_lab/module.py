@@ -18,7 +18,11 @@ from ae_lab.losses import L1Loss, L2Loss, SSIMLoss
 from ae_lab.metrics import evaluate
 from ae_lab.scoring import ScoringConfig, anomaly_map, image_score, per_image_errors
 
-COMPILED_PREFIX = "_orig_mod."  # what `torch.compile(net)` adds to every state-dict key
+COMPILED_PREFIX = "_orig_mod."
+ONE_CYCLE_LENGTH_KEYS = (
+    "total_steps",
+    "_schedule_phases",
+)  # OneCycleLR state that fixes its length  # what `torch.compile(net)` adds to every state-dict key
 VAE_WITHOUT_KL = (
     "model.kl_beta=0 with a variational network (model=vae): there is no KL term, yet training "
     "still samples z = mu + sigma * eps, so this trains a noise-injected autoencoder, not a VAE "
@@ -77,6 +81,12 @@ class AutoencoderModule(L.LightningModule):
         # `compile_network`) carry `net._orig_mod.*` keys; the weights are the same.
         state = checkpoint.get("state_dict") or {}
         checkpoint["state_dict"] = {k.replace(COMPILED_PREFIX, ""): v for k, v in state.items()}
+        # A resumed run may be longer (`trainer.max_epochs` raised): keep the new run's length,
+        # computed in configure_optimizers, instead of the saved one, which OneCycleLR would
+        # otherwise restore and then refuse to step past. The step count carries on.
+        for sched in checkpoint.get("lr_schedulers") or []:
+            for key in ONE_CYCLE_LENGTH_KEYS:
+                sched.pop(key, None)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B,3,H,W] in [0,1] -> reconstruction [B,3,H,W]."""
