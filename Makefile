@@ -33,8 +33,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
+# The hand-in: execute notebooks/tarea05.py (jupytext) into tarea05.ipynb + tarea05.md (commit both).
 notebook: setup
-	$(PY) -m ae_lab.notebook notebooks/tarea05.ipynb
+	$(PY) -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb
 
 bench: setup
 	$(PY) bench/run.py

@@ -1,9 +1,12 @@
 """Execute the hand-in notebook into a fresh copy and export it to Markdown.
 
-    python -m ae_lab.notebook notebooks/tarea05.ipynb                      # default size
+    python -m ae_lab.notebook notebooks/tarea05.py                         # default size
     python -m ae_lab.notebook notebooks/tarea05.ipynb --smallest           # CI size, ~2-3 min
-    python -m ae_lab.notebook notebooks/tarea05.ipynb -p EPOCHS 5 -p CATEGORIES '[screw]'
-    python -m ae_lab.notebook notebooks/tarea05.ipynb --out notebooks/tarea05.ipynb   # commit
+    python -m ae_lab.notebook notebooks/tarea05.py -p EPOCHS 5 -p CATEGORIES '[screw]'
+    python -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb   # commit
+
+The source is the jupytext percent script `notebooks/tarea05.py`, paired with `tarea05.ipynb`:
+given either, the cells come from the `.py` when it exists (the `.ipynb` holds the outputs).
 
 Parameters (`-p NAME VALUE`, VALUE read as YAML) replace the notebook's `parameters` cell
 (papermill's convention). The Markdown export (`jupyter nbconvert --to markdown`) lands next to
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,10 +61,28 @@ def parse_parameters(pairs: list[list[str]]) -> dict[str, Any]:
     return out
 
 
+def source_cells(notebook: Path):
+    """The notebook to execute: its jupytext source `<name>.py` when there is one, else itself."""
+    import jupytext
+    import nbformat
+
+    script = notebook.with_suffix(".py")
+    if script.is_file():
+        return jupytext.read(script)
+    return nbformat.read(notebook, as_version=4)
+
+
 def execute(notebook: Path, out: Path, parameters: dict[str, Any], cwd: Path) -> None:
     """Run every cell with papermill (nbclient if papermill is missing); raise AeLabError naming
     the failing cell, the partly executed copy is kept at `out` for inspection."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if notebook.suffix == ".py" or notebook.with_suffix(".py").is_file():
+        import nbformat
+
+        # papermill reads .ipynb files: the jupytext source, converted next to the output.
+        source = Path(tempfile.mkdtemp(prefix="ae_lab_nb_")) / f"{out.stem}.ipynb"
+        nbformat.write(source_cells(notebook), source)
+        notebook = source
     try:
         import papermill
     except ImportError:
@@ -149,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if not args.notebook.is_file():
-            raise AeLabError(f"Notebook not found: {args.notebook} (e.g. notebooks/tarea05.ipynb).")
+            raise AeLabError(f"Notebook not found: {args.notebook} (e.g. notebooks/tarea05.py).")
         params = (dict(SMALLEST) if args.smallest else {}) | parse_parameters(args.parameter)
         start = time.perf_counter()
         execute(args.notebook, args.out, params, repo_root(args.notebook))

@@ -2,6 +2,9 @@
 
 import json
 import logging
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -158,7 +161,10 @@ def test_analyze_writes_the_report_and_an_analysis_run(wandb_root, tmp_path, mon
     out = capsys.readouterr().out
     assert str(tmp_path / "rep" / "index.html") in out and "needs W&B online" in out
     index = (tmp_path / "rep" / "index.html").read_text()
-    assert '<script src="plotly.min.js">' in index and index.count('class="plotly-graph-div"') == 8
+    assert "<h2>Resultado con incertidumbre</h2>" in index and "IC95 inf." in index
+    assert "kaleido" not in index and 'class="plotly-graph-div"' not in index  # static, linked
+    for src in re.findall(r'<img src="([^"]+)"', index):
+        assert (tmp_path / "rep" / src).is_file(), src
     assert (tmp_path / "rep" / "plotly.min.js").stat().st_size > 1_000_000
     auroc_csv = pd.read_csv(tmp_path / "rep" / "auroc_table.csv")
     assert "best_run" in auroc_csv and len(auroc_csv) == 6
@@ -223,3 +229,31 @@ def test_runs_of_one_class_each_are_labelled_by_their_class():
     assert _unique_labels(runs) == ["ae-l2-z128 [cable]", "ae-l2-z128 [screw]"]
     joint = runs.assign(classes="cable+screw", name=["ae-l2-z128", "unet-l2-z128"])
     assert _unique_labels(joint) == ["ae-l2-z128", "unet-l2-z128"]
+
+
+def test_report_reads_well_in_headless_chromium(wandb_root, tmp_path, monkeypatch):
+    """The page renders (a non-blank screenshot) and nothing overflows the page's width."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium): the render is not checked")
+    from PIL import Image
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    argv = ["--project", fake_runs.PROJECT, "--group", fake_runs.GROUP, "--no-wandb"]
+    assert analyze.main([*argv, "--offline-dir", str(wandb_root[0]), "--out", str(tmp_path)]) == 0
+    page = tmp_path / "index.html"
+    probe = tmp_path / "probe.html"  # the page plus a script that writes the overflow into the DOM
+    script = (
+        "<script>addEventListener('load',()=>document.body.setAttribute('data-overflow',"
+        "document.documentElement.scrollWidth - innerWidth))</script></body>"
+    )
+    probe.write_text(page.read_text().replace("</body>", script))
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,2400"]
+    run = dict(capture_output=True, text=True, timeout=120, check=True)
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], **run).stdout
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert overflow and int(overflow.group(1)) <= 0, "the page is wider than the window"
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], **run)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # text and figures, not blank

@@ -1,6 +1,5 @@
 """Build every table and figure from the run frames, and write them as a folder with `index.html`."""
 
-import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from plotly.offline import get_plotlyjs
 from ae_lab.analysis import figures, ranking, tables
 from ae_lab.analysis.sources import RunData
 from ae_lab.report.figures import analysis_images, save_png
+from ae_lab.report.html import index_html
 
 PLOTLY_JS = "plotly.min.js"
 
@@ -86,39 +86,5 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
     for key, image in analysis.images.items():
         save_png(image, out / "figures" / f"{slug(key)}.png")
     index = out / "index.html"
-    index.write_text(_index_html(analysis, data, run_cols), encoding="utf-8")
+    index.write_text(index_html(analysis, data, out, slug), encoding="utf-8")
     return index
-
-
-def _html_table(table: pd.DataFrame, bold_best_of: list[str] | None = None) -> str:
-    """The table as HTML (pandas Styler): 4 decimals, the row maximum of `bold_best_of` in bold."""
-    frame = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    styler = frame.style.format(precision=4, escape="html").hide(axis="index")
-    if bold_best_of:
-        styler = styler.highlight_max(subset=bold_best_of, axis=1, props="font-weight:bold")
-    return styler.set_table_attributes('class="tbl"').to_html()
-
-
-def _index_html(analysis: Analysis, data: RunData, run_cols: list[str]) -> str:
-    esc = html.escape
-    title = f"ae-lab analysis: {data.project}" + (f" / {data.group}" if data.group else "")
-    parts = [f"<h1>{esc(title)}</h1>", f"<p>Source: {esc(data.source)}; {len(run_cols)} runs.</p>"]
-    parts += ["<h2>Ranking</h2><ul>", *(f"<li>{esc(s)}</li>" for s in analysis.ranking), "</ul>"]
-    notes = [*data.skipped, *analysis.mismatches, *analysis.notes]
-    if notes:
-        parts += ["<h2>Notes</h2><ul>", *(f"<li>{esc(n)}</li>" for n in notes), "</ul>"]
-    parts += ["<h2>Runs</h2>", _html_table(analysis.run_table)]
-    parts += ["<h2>Image AUROC per class and defect (best in bold)</h2>"]
-    parts += [_html_table(analysis.auroc_table, run_cols)]
-    parts += ["<h2>Figures</h2>"]
-    for key, fig in analysis.figures.items():
-        link = f'<p><a href="figures/{slug(key)}.html">{esc(key)}</a></p>'
-        parts += [link, fig.to_html(full_html=False, include_plotlyjs=False)]
-    parts += ["<h2>Good vs defect score gap</h2>", _html_table(analysis.score_gaps)]
-    style = (
-        "body{font-family:sans-serif;margin:2em}.tbl{border-collapse:collapse;font-size:13px}"
-        ".tbl td,.tbl th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-    )
-    head = f'<meta charset="utf-8"><title>{esc(title)}</title><style>{style}</style>'
-    head += f'<script src="{PLOTLY_JS}"></script>'
-    return f"<!DOCTYPE html><html><head>{head}</head><body>{''.join(parts)}</body></html>\n"
