@@ -84,7 +84,7 @@ def run(quick: bool, rounds: int) -> str:
         return seconds
 
     def metrics_only() -> float:
-        scores, maps = module.test_scores, module.test_maps
+        scores, maps = module.predictions.scores, module.predictions.maps
         masks = torch.cat([dm.dataset("test")[i]["mask"][None].bool() for i in scores.index])
         start = time.perf_counter()
         image_metrics(scores)
