@@ -127,8 +127,13 @@ def main(argv: list[str] | None = None) -> str:
                 result, seconds = run_one(overrides)
                 aurocs.append(result.get("test/image_auroc", float("nan")))
                 minutes.append(seconds / 60)
-                print(f"[detection] {label} {name} seed {seed}: AUROC {aurocs[-1]:.3f} in "
-                      f"{seconds / 60:.1f} min", file=sys.stderr, flush=True)  # fmt: skip
+                per_class = " ".join(
+                    f"{k.split('/')[-1]} {v:.3f}"
+                    for k, v in sorted(result.items())
+                    if k.startswith("test/image_auroc/") and k.count("/") == 2
+                )
+                print(f"[detection] {label} {name} seed {seed}: AUROC {aurocs[-1]:.3f} "
+                      f"({per_class}) in {seconds / 60:.1f} min", file=sys.stderr, flush=True)  # fmt: skip
             spread = statistics.stdev(aurocs) if len(aurocs) > 1 else 0.0
             rows.append(
                 [

@@ -151,3 +151,32 @@ def test_model_yaml_instantiates(name, cls, x):
     assert type(model) is cls
     assert model.latent_dim == cfg.model.latent_dim
     assert model(x).shape == x.shape
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_spatial_latent_is_a_vector_of_latent_dim_whose_cells_stay_local(cls, x):
+    # SMALL at depth 3: a 4x4 map, so latent_dim 16 = 1 channel x 16 cells.
+    torch.manual_seed(0)
+    model = cls(**SMALL, latent_layout="spatial").eval()
+    with torch.no_grad():
+        z = model.encode(x)
+        assert z.shape == (4, 16)
+        assert model(x).shape == x.shape
+        if cls is not UNetAutoencoder:
+            torch.testing.assert_close(model(x), model.decode(z))
+            # Changing one cell of z changes the decoded image near that cell only: no Linear
+            # mixes the whole map (the dense layout's decoder changes everywhere).
+            z2 = z.clone()
+            z2[:, 0] += 5.0  # cell (0, 0): the top-left corner
+            diff = (model.decode(z2) - model.decode(z)).abs().amax(dim=(0, 1))
+            assert diff[-8:, -8:].max() == 0
+            assert diff[:8, :8].max() > 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [({"latent_layout": "grid"}, "dense, spatial"), ({"latent_dim": 20}, "multiple of 16")],
+)
+def test_spatial_latent_settings_are_checked(bad, match):
+    with pytest.raises(AeLabError, match=match):
+        ConvAutoencoder(**{**SMALL, "latent_layout": "spatial", **bad})

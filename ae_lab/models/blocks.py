@@ -148,18 +148,55 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.head(x))
 
 
+LATENT_LAYOUTS = ("dense", "spatial")
+
+
+def check_latent_layout(layout: str, latent_dim: int, spatial: int, outputs: int = 1) -> None:
+    """Raise AeLabError unless `layout` is known and, if spatial, latent_dim tiles the s x s map."""
+    if layout not in LATENT_LAYOUTS:
+        raise AeLabError(
+            f"Unknown model.net.latent_layout={layout!r}: the valid choices are "
+            f"{', '.join(LATENT_LAYOUTS)}. Fix it in conf/model/<model>.yaml or on the command line."
+        )
+    if layout == "spatial" and latent_dim % (spatial * spatial) != 0:
+        cells = spatial * spatial
+        raise AeLabError(
+            f"model.latent_dim={latent_dim} does not fill the {spatial}x{spatial} spatial latent: "
+            f"with model.net.latent_layout=spatial z is k channels x {cells} cells, so latent_dim "
+            f"must be a multiple of {cells} (e.g. {max(cells, latent_dim // cells * cells)}), or "
+            "use latent_layout=dense."
+        )
+
+
 class ToLatent(nn.Module):
-    """[B, in_ch, s, s] -> [B, out_features]: 1x1 squeeze to `bottleneck_channels` keeps the
-    flattening Linear small (a 256x8x8 map would need 2M weights per latent projection)."""
+    """[B, in_ch, s, s] -> [B, out_features].
+
+    dense: a 1x1 squeeze to `bottleneck_channels` keeps the flattening Linear small (a 256x8x8 map
+    would need 2M weights per latent projection). spatial: a 1x1 conv to out_features / s**2
+    channels, flattened: the same number of latent values, but each describes its own region, so
+    the decoder need not learn where things are from a global code (bench/README.md, detection).
+    """
 
     def __init__(
-        self, in_ch: int, spatial: int, bottleneck_channels: int, out_features: int
+        self,
+        in_ch: int,
+        spatial: int,
+        bottleneck_channels: int,
+        out_features: int,
+        layout: str = "dense",
     ) -> None:
         super().__init__()
         self.squeeze = conv_norm_act(in_ch, bottleneck_channels, kernel_size=1)
-        self.linear = nn.Linear(bottleneck_channels * spatial * spatial, out_features)
+        if layout == "spatial":
+            self.linear = nn.Conv2d(bottleneck_channels, out_features // spatial**2, 1)
+        else:
+            self.linear = nn.Linear(bottleneck_channels * spatial * spatial, out_features)
+        self.layout = layout
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.layout == "spatial":
+            # [B, k, s, s] -> [B, k*s*s] channel-major, so chunk(2, dim=1) splits channels (VAE).
+            return self.linear(self.squeeze(x)).flatten(1)
         return self.linear(self.squeeze(x).flatten(1))
 
 
@@ -167,15 +204,27 @@ class FromLatent(nn.Module):
     """[B, latent_dim] -> [B, out_ch, s, s], the mirror of ToLatent."""
 
     def __init__(
-        self, latent_dim: int, bottleneck_channels: int, spatial: int, out_ch: int
+        self,
+        latent_dim: int,
+        bottleneck_channels: int,
+        spatial: int,
+        out_ch: int,
+        layout: str = "dense",
     ) -> None:
         super().__init__()
-        self.shape = (bottleneck_channels, spatial, spatial)
-        self.linear = nn.Linear(latent_dim, bottleneck_channels * spatial * spatial)
+        self.layout = layout
+        if layout == "spatial":
+            self.shape = (latent_dim // spatial**2, spatial, spatial)
+            self.linear = nn.Conv2d(self.shape[0], bottleneck_channels, 1)
+        else:
+            self.shape = (bottleneck_channels, spatial, spatial)
+            self.linear = nn.Linear(latent_dim, bottleneck_channels * spatial * spatial)
         self.act = nn.LeakyReLU(0.2, inplace=True)
         self.expand = conv_norm_act(bottleneck_channels, out_ch, kernel_size=1)
 
     def forward(self, z: Tensor) -> Tensor:
+        if self.layout == "spatial":
+            return self.expand(self.act(self.linear(z.view(z.shape[0], *self.shape))))
         return self.expand(self.act(self.linear(z)).view(z.shape[0], *self.shape))
 
 
@@ -183,7 +232,8 @@ class LatentAutoencoder(nn.Module):
     """Encoder -> flat latent -> decoder skeleton; subclasses define encode/decode/forward.
 
     `latent_outputs` > 1 makes `to_latent` emit that many stacked latent vectors (the VAE's
-    mean and log-variance); `skip_levels` adds U-Net skip fusions to the decoder.
+    mean and log-variance); `skip_levels` adds U-Net skip fusions to the decoder;
+    `latent_layout` "dense" (a Linear over the whole map) or "spatial" (a 1x1 conv per cell).
     """
 
     def __init__(
@@ -198,6 +248,7 @@ class LatentAutoencoder(nn.Module):
         *,
         skip_levels: tuple[int, ...] = (),
         latent_outputs: int = 1,
+        latent_layout: str = "dense",
     ) -> None:
         super().__init__()
         check_architecture(
@@ -213,9 +264,12 @@ class LatentAutoencoder(nn.Module):
         self.latent_dim = latent_dim
         channels = level_channels(base_channels, depth, max_channels)
         spatial = image_size // 2**depth
+        check_latent_layout(latent_layout, latent_dim, spatial)
         self.encoder = Encoder(in_channels, channels)
         self.to_latent = ToLatent(
-            channels[-1], spatial, bottleneck_channels, latent_outputs * latent_dim
+            channels[-1], spatial, bottleneck_channels, latent_outputs * latent_dim, latent_layout
         )
-        self.from_latent = FromLatent(latent_dim, bottleneck_channels, spatial, channels[-1])
+        self.from_latent = FromLatent(
+            latent_dim, bottleneck_channels, spatial, channels[-1], latent_layout
+        )
         self.decoder = Decoder(channels, in_channels, skip_levels)

@@ -21,6 +21,7 @@ class ConvAutoencoder(LatentAutoencoder):
         latent_dim: int = 128,
         max_channels: int = 256,
         bottleneck_channels: int = 32,
+        latent_layout: str = "dense",
     ) -> None:
         super().__init__(
             image_size,
@@ -30,6 +31,7 @@ class ConvAutoencoder(LatentAutoencoder):
             latent_dim,
             max_channels,
             bottleneck_channels,
+            latent_layout=latent_layout,
         )
 
     def encode(self, x: Tensor) -> Tensor:

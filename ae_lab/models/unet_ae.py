@@ -32,6 +32,7 @@ class UNetAutoencoder(LatentAutoencoder):
         max_channels: int = 256,
         bottleneck_channels: int = 32,
         skip_levels: Iterable[int] | None = None,
+        latent_layout: str = "dense",
     ) -> None:
         super().__init__(
             image_size,
@@ -42,6 +43,7 @@ class UNetAutoencoder(LatentAutoencoder):
             max_channels,
             bottleneck_channels,
             skip_levels=resolve_skip_levels(skip_levels, depth),
+            latent_layout=latent_layout,
         )
         self.skip_levels = self.decoder.skip_levels
 

@@ -25,6 +25,7 @@ class VariationalAutoencoder(LatentAutoencoder):
         latent_dim: int = 128,
         max_channels: int = 256,
         bottleneck_channels: int = 32,
+        latent_layout: str = "dense",
     ) -> None:
         super().__init__(
             image_size,
@@ -35,6 +36,7 @@ class VariationalAutoencoder(LatentAutoencoder):
             max_channels,
             bottleneck_channels,
             latent_outputs=2,
+            latent_layout=latent_layout,
         )
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
