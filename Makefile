@@ -35,7 +35,7 @@ test-fast: setup
 
 # The hand-in: execute notebooks/tarea05.py (jupytext) into tarea05.ipynb + tarea05.md (commit both).
 notebook: setup
-	$(PY) -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb
+	$(PY) -m ae_lab.report.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb
 
 bench: setup
 	$(PY) bench/run.py

@@ -8,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from ae_lab.analysis import run_analysis
+from ae_lab.analysis.run import run_analysis
 from ae_lab.errors import AeLabError
 
 SOURCES = """sources:

@@ -16,8 +16,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ae_lab.cli import hydra_argv, run_cli
-from ae_lab.overrides import exit_on_unknown_key
+from ae_lab.entrypoint import run_cli
+from ae_lab.overrides import exit_on_unknown_key, hydra_argv
 from ae_lab.training import train
 
 

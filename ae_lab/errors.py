@@ -6,3 +6,12 @@ class AeLabError(Exception):
 
     Entrypoints catch it and print its message without a traceback.
     """
+
+
+def user_error(err: BaseException) -> AeLabError | None:
+    """The `AeLabError` behind `err`: itself, or the one a Hydra-instantiated constructor raised."""
+    from hydra.errors import InstantiationException
+
+    if isinstance(err, InstantiationException):
+        err = err.__cause__
+    return err if isinstance(err, AeLabError) else None

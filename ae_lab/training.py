@@ -19,10 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 from ae_lab.checkpoints import check_checkpoint, resume_command
 from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.errors import AeLabError
+from ae_lab.evaluation.scoring import ScoringConfig
 from ae_lab.flatten import flatten
 from ae_lab.module import AutoencoderModule, wants_total_steps
-from ae_lab.scoring import ScoringConfig
-from ae_lab.wandb_mode import ensure_wandb_mode
+from ae_lab.tracking.mode import ensure_wandb_mode
 
 
 def resolve_output_dir(cfg: DictConfig) -> Path:
@@ -66,7 +66,7 @@ def build_callbacks(cfg: DictConfig, ckpt_dir: Path, logger: Logger | None) -> l
     if cfg.get("scheduler") and logger is not None:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     if isinstance(logger, WandbLogger):
-        from ae_lab.callbacks import WandbMediaCallback
+        from ae_lab.tracking import WandbMediaCallback
 
         loss = {"loss": cfg.loss.name, "loss_alpha": cfg.loss.fn.get("alpha", 0.84)}
         callbacks.append(WandbMediaCallback(**cfg.get("media", {}), **loss))

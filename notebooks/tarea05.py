@@ -19,7 +19,7 @@
 # carpeta de esa corrida e insertado en el notebook. El código vive en el paquete `ae_lab/` del
 # repositorio; las celdas sólo lo llaman.
 #
-# **Cómo ejecutarlo.** `make notebook` (o `python -m ae_lab.notebook notebooks/tarea05.ipynb`)
+# **Cómo ejecutarlo.** `make notebook` (o `python -m ae_lab.report.notebook notebooks/tarea05.ipynb`)
 # ejecuta una copia con los parámetros de la celda siguiente; `-p NOMBRE VALOR` los cambia y
 # `--smallest` usa el tamaño mínimo de la integración continua (CI). La fuente del notebook es
 # `notebooks/tarea05.py` (jupytext, formato *percent*), emparejada con `tarea05.ipynb`.
@@ -57,8 +57,8 @@ import pandas as pd
 import torch
 
 from ae_lab import keys
-from ae_lab.nb_display import show_array, show_image_file, show_md, show_table
 from ae_lab.report import handin
+from ae_lab.report.display import show_array, show_image_file, show_md, show_table
 
 S = handin.setup(globals())
 CFG = S.compose("model=ae", "loss=l2")
@@ -238,7 +238,7 @@ else:
 # los archivos que esas corridas registraron.
 
 # %%
-from ae_lab.analysis import run_analysis
+from ae_lab.analysis.run import run_analysis
 from ae_lab.report import results
 
 OUT = run_analysis(

@@ -88,7 +88,9 @@ def logged_values(spec: dict[str, Any]) -> dict[str, Any]:
     for e in range(EPOCHS):
         # Lightning logs val and train metrics in separate rows; val/loss is best at epoch 1.
         val = {"val/loss": [0.5, 0.3, 0.35][e] + float(rng.uniform(0, 0.01))}
-        val |= {k: float(rng.uniform(0.05, 0.5)) for k in ("val/l1", "val/l2", "val/one_minus_ssim")}
+        val |= {
+            k: float(rng.uniform(0.05, 0.5)) for k in ("val/l1", "val/l2", "val/one_minus_ssim")
+        }
         history.append(
             {"epoch": e, **val, "train/loss": 1.0 / (e + 1) + float(rng.uniform(0, 0.01))}
         )

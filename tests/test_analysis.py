@@ -12,8 +12,10 @@ import pytest
 
 import analyze
 from ae_lab import keys
-from ae_lab.analysis import analyse, load_runs, ranking, tables
 from ae_lab.analysis import figures as figs
+from ae_lab.analysis import ranking, tables
+from ae_lab.analysis.build import analyse
+from ae_lab.analysis.load import load_runs
 from ae_lab.analysis.source_offline import find_run_dirs, leet_commands, read_records
 from ae_lab.errors import AeLabError
 from tests import fake_runs

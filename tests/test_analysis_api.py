@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ae_lab.analysis import load
-from ae_lab.analysis.report import Analysis
+from ae_lab.analysis.build import Analysis
 from ae_lab.analysis.source_api import load_api_runs
 from ae_lab.analysis.wandb_log import create_wandb_report, report_blocks
 from ae_lab.errors import AeLabError

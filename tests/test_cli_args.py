@@ -11,7 +11,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-from ae_lab.cli import agent_argv_to_hydra, hydra_value
+from ae_lab.overrides import agent_argv_to_hydra, hydra_value
 from ae_lab.sweep.spec import load_sweep
 from tests.compose import compose_config
 

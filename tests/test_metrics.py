@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from ae_lab import keys
-from ae_lab.metrics import aupro, bootstrap_auroc, f1_max, image_metrics, pixel_metrics, pro_curve
+from ae_lab.evaluation.metrics import (
+    aupro,
+    bootstrap_auroc,
+    f1_max,
+    image_metrics,
+    pixel_metrics,
+    pro_curve,
+)
 
 
 def _scores_df() -> pd.DataFrame:

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from ae_lab.errors import AeLabError
-from ae_lab.nb_display import MAX_PNG_BYTES, encode_image, figure_bundle
-from ae_lab.notebook import SMALLEST, export_markdown, main, parse_parameters
-from ae_lab.wandb_media import media_files, media_names, open_api_run
+from ae_lab.report.display import MAX_PNG_BYTES, encode_image, figure_bundle
+from ae_lab.report.notebook import SMALLEST, export_markdown, main, parse_parameters
+from ae_lab.report.wandb_media import media_files, media_names, open_api_run
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "tarea05.ipynb"
@@ -179,7 +179,7 @@ def test_failing_cell_is_named(tmp_path: Path):
         AeLabError,
         match=r"cell 1 \(starting `raise ValueError\('boom'\)`\) raised ValueError: boom",
     ):
-        from ae_lab.notebook import execute
+        from ae_lab.report.notebook import execute
 
         execute(src, tmp_path / "out.ipynb", {}, tmp_path)
 

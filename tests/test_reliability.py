@@ -196,7 +196,7 @@ def test_no_validation_images_with_wandb_keeps_the_checkpoint(tiny_mvtec, tmp_pa
 
 
 def test_media_errors_never_stop_the_run(caplog):  # 1: a callback error must not cost the run
-    from ae_lab.callbacks.media import WandbMediaCallback
+    from ae_lab.tracking.media import WandbMediaCallback
 
     class Broken(WandbMediaCallback):
         def _log_val_media(self, *args, **kwargs):

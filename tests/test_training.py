@@ -53,7 +53,14 @@ def test_short_training_for_every_loss(model, tiny_mvtec, tmp_path):
             [f"model={model}", f"loss={loss}", *tiny_overrides(tiny_mvtec, out, CATEGORIES)]
         )
         result = train(cfg)
-        for key in ("train/loss", "val/loss", "val/l1", "val/l2", "val/one_minus_ssim", "test/image_auroc"):
+        for key in (
+            "train/loss",
+            "val/loss",
+            "val/l1",
+            "val/l2",
+            "val/one_minus_ssim",
+            "test/image_auroc",
+        ):
             assert math.isfinite(result[key]), (model, loss, key)
         assert 0.0 <= result["test/image_auroc"] <= 1.0
         assert Path(result["last_checkpoint"]).is_file()

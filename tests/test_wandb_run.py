@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from ae_lab import keys
-from ae_lab.callbacks.media import CHECKPOINT_BEST, CHECKPOINT_EVALUATED, EPOCH_AXIS_KEYS
-from ae_lab.callbacks.selection import select_test
 from ae_lab.data.table import scan_mvtec, split_train_val
+from ae_lab.tracking.media import CHECKPOINT_BEST, CHECKPOINT_EVALUATED, EPOCH_AXIS_KEYS
+from ae_lab.tracking.selection import select_test
 from ae_lab.training import train
 from tests.compose import compose_config, tiny_overrides
 

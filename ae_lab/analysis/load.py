@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ae_lab.analysis import source_api, source_offline
 from ae_lab.analysis.sources import RunData
-from ae_lab.wandb_mode import has_wandb_credentials
+from ae_lab.tracking.mode import has_wandb_credentials
 
 
 def load_runs(

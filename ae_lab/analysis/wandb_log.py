@@ -6,10 +6,10 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from ae_lab.analysis.report import Analysis
+from ae_lab.analysis.build import Analysis
 from ae_lab.analysis.sources import ANALYSIS_JOB_TYPE, RunData, log
-from ae_lab.report.figures import wandb_image
-from ae_lab.wandb_mode import has_wandb_credentials
+from ae_lab.figures.static import wandb_image
+from ae_lab.tracking.mode import has_wandb_credentials
 
 REPORT_ARTIFACT_TYPE = "analysis-report"
 
@@ -19,7 +19,7 @@ class LoggedRun:
     mode: str  # online | offline | disabled
     run_dir: Path | None  # the analysis run's folder (offline: sync it with `wandb sync`)
     url: str | None
-    run_id: str | None = None  # to read its media back (`ae_lab.wandb_media`)
+    run_id: str | None = None  # to read its media back (`ae_lab.report.wandb_media`)
 
 
 def wandb_mode(data: RunData) -> str:
@@ -34,7 +34,7 @@ def wandb_mode(data: RunData) -> str:
 def _media(fig: go.Figure):
     import wandb
 
-    from ae_lab.visualize import plain_figure
+    from ae_lab.figures.interactive import plain_figure
 
     try:  # plain lists: W&B's chart panel shows plotly 7's compressed arrays empty (wandb#9563)
         return wandb.Plotly(plain_figure(fig))

@@ -2,7 +2,7 @@
 
 The module's `test_step` returns one batch's predictions (what callbacks get as `outputs`) and
 keeps a CPU copy; at the end of the test epoch `gather_predictions` joins them over every rank
-into one `TestPredictions`, which `ae_lab.metrics.evaluate` turns into metrics and the media
+into one `TestPredictions`, which `evaluation.metrics.evaluate` turns into metrics and the media
 callback draws. Nothing re-runs the model after the test step.
 """
 

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.cli import hydra_value
 from ae_lab.data.io import load_image, load_mask
 from ae_lab.errors import AeLabError
-from ae_lab.visualize import image_grid
+from ae_lab.figures.images import image_grid
+from ae_lab.overrides import hydra_value
 
 
 @dataclass

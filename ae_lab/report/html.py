@@ -1,17 +1,23 @@
-"""`reports/<project>/index.html`: the analysis as a course report a browser shows well.
+"""`reports/<project>/`: the analysis as a folder of tables and figures, and as `index.html`, a
+course report a browser shows well.
 
 Static PNG figures with captions (the interactive Plotly versions are linked), tables that fit
 the page (wide ones scroll inside their box), the ranking with bootstrap intervals.
 """
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
+from plotly.offline import get_plotlyjs
 
 from ae_lab import keys
+from ae_lab.analysis import tables
+from ae_lab.analysis.build import Analysis
 from ae_lab.analysis.figures import best_runs
-from ae_lab.report.figures import defect_histograms, save_png
+from ae_lab.analysis.sources import RunData
+from ae_lab.figures.static import defect_histograms, save_png
 from ae_lab.report.results import interval_table
 
 STYLE = """
@@ -28,6 +34,7 @@ figcaption{font-size:.9em;color:#555}
 RUN_COLUMNS = ["label", "model", "loss", "final_train_loss", "final_val_loss",
                f"final_{keys.VAL_L1}", f"final_{keys.VAL_ONE_MINUS_SSIM}"]  # fmt: skip
 TOP_GAPS = 10
+PLOTLY_JS = "plotly.min.js"
 HEADERS = {  # the report's language; the CSV files keep the column names
     "label": "corrida", "model": "modelo", "loss": "pérdida", "category": "clase",
     "defect": "defecto", "good_mean": "media buenas", "defect_mean": "media defecto",
@@ -104,3 +111,36 @@ def index_html(analysis, data, out: Path, slug) -> str:
               for k in analysis.figures if "histograms/" not in k) + ".</p>"]  # fmt: skip
     head = f'<meta charset="utf-8"><title>{esc(title)}</title><style>{STYLE}</style>'
     return f"<!DOCTYPE html><html lang='es'><head>{head}</head><body>{''.join(p)}</body></html>\n"
+
+
+def slug(key: str) -> str:
+    """`analysis/histograms/ae-l1-z32` -> `histograms__ae-l1-z32` (a safe file name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key.removeprefix("analysis/").replace("/", "__"))
+
+
+def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path:
+    """Write CSV + Markdown tables, one HTML per Plotly figure, one PNG per static
+    figure (`analysis.images`) and `index.html`.
+
+    plotly.js is written once next to `index.html`, so the report works without a network.
+    """
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    js = out / PLOTLY_JS
+    if not js.is_file():
+        js.write_text(get_plotlyjs(), encoding="utf-8")
+    run_cols = list(data.runs["label"])
+    analysis.run_table.to_csv(out / "run_table.csv", index=False)
+    analysis.auroc_table.to_csv(out / "auroc_table.csv")
+    analysis.score_gaps.to_csv(out / "score_gaps.csv", index=False)
+    (out / "run_table.md").write_text(tables.to_markdown(analysis.run_table))
+    (out / "auroc_table.md").write_text(tables.to_markdown(analysis.auroc_table, run_cols))
+    (out / "score_gaps.md").write_text(tables.to_markdown(analysis.score_gaps))
+    (out / "ranking.md").write_text("".join(f"- {line}\n" for line in analysis.ranking))
+    for key, fig in analysis.figures.items():
+        fig.write_html(out / "figures" / f"{slug(key)}.html", include_plotlyjs=f"../{PLOTLY_JS}")
+    for key, image in analysis.images.items():
+        save_png(image, out / "figures" / f"{slug(key)}.png")
+    index = out / "index.html"
+    index.write_text(index_html(analysis, data, out, slug), encoding="utf-8")
+    return index

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from omegaconf import OmegaConf
 
-from ae_lab.cli import hydra_value, user_error
-from ae_lab.errors import AeLabError
+from ae_lab.errors import AeLabError, user_error
+from ae_lab.overrides import hydra_value
 from ae_lab.sweep.expand import SweepPoint
 from ae_lab.sweep.spec import SweepSpec, sweep_overrides
 
@@ -202,13 +203,12 @@ def summary_table(outcomes: list[RunOutcome], metric: str | None, goal: str = "m
     values = {o.index: o.result.get(metric) for o in outcomes} if metric else {}
     numeric = {i: float(v) for i, v in values.items() if isinstance(v, int | float)}
     best = (max if goal == "maximize" else min)(numeric, key=numeric.get) if numeric else None
-    header = ["#", "run", "status", "time", metric or "metric"]
-    rows = [header]
+    rows = []
     for o in outcomes:
         value = numeric.get(o.index)
         shown = "-" if value is None else f"{value:.4f}" + (" *" if o.index == best else "")
         rows.append([o.label, o.name, o.status, _fmt_time(o.seconds), shown])
-    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    table = pd.DataFrame(rows, columns=["#", "run", "status", "time", metric or "metric"])
+    # tabulate's plain "simple" layout (header, dashes, rows); cells stay as written, not re-parsed.
+    text = table.to_markdown(index=False, tablefmt="simple", disable_numparse=True)
+    return "\n".join(line.rstrip() for line in text.splitlines())

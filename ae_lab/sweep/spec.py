@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from ae_lab.cli import hydra_value
 from ae_lab.errors import AeLabError
+from ae_lab.overrides import hydra_value
 
 SWEEP_KEYS = (
     "program", "method", "metric", "parameters", "name", "description", "project", "entity",

@@ -1,113 +1,17 @@
-"""Pictures for W&B: image grids, heat maps and score histograms (torch/numpy/plotly only)."""
+"""Interactive Plotly figures for W&B panels: score and error histograms, the latent t-SNE map.
+
+Every figure goes through `plain_figure`, so W&B's Plotly panel can draw it.
+"""
 
 import base64
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import plotly.graph_objects as go
-import torch
-from torch import Tensor
 
-from ae_lab.metrics import defect_aurocs
-
-# Matplotlib's 'inferno' sampled at 9 points; interpolated to a 256-entry LUT below. Perceptually
-# ordered (dark = normal, bright = anomalous) and readable in grayscale print.
-_INFERNO_ANCHORS = np.array(
-    [
-        [0, 0, 4],
-        [31, 12, 72],
-        [85, 15, 109],
-        [136, 34, 106],
-        [186, 54, 85],
-        [227, 89, 51],
-        [249, 140, 10],
-        [249, 201, 50],
-        [252, 255, 164],
-    ],
-    dtype=np.float64,
-)
-_POS = np.linspace(0.0, 1.0, len(_INFERNO_ANCHORS))
-INFERNO_LUT = (
-    np.stack(
-        [np.interp(np.linspace(0.0, 1.0, 256), _POS, _INFERNO_ANCHORS[:, c]) for c in range(3)],
-        axis=1,
-    )
-    .round()
-    .astype(np.uint8)
-)  # [256, 3]
-
-
-def to_uint8(images: Tensor) -> np.ndarray:
-    """[N,C,H,W] (or [C,H,W]) floats in [0,1], C in {1,3} -> [N,H,W,3] (or [H,W,3]) uint8."""
-    single = images.dim() == 3
-    x = images.unsqueeze(0) if single else images
-    x = x.detach().float().cpu().clamp(0.0, 1.0)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    out = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return out[0] if single else out
-
-
-def image_grid(images: np.ndarray, ncol: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
-    """[N,H,W,3] uint8 -> one [rows*(H+pad)+pad, ncol*(W+pad)+pad, 3] uint8 image, row-major."""
-    n, h, w, c = images.shape
-    ncol = max(1, min(ncol, n))
-    nrow = -(-n // ncol)
-    grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), pad_value, np.uint8)
-    for i in range(n):
-        r, col = divmod(i, ncol)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        grid[y : y + h, x : x + w] = images[i]
-    return grid
-
-
-def reconstruction_grid(
-    originals: Tensor, recons: Tensor, ncol: int = 8, pad: int = 2, block_gap: int = 8
-) -> np.ndarray:
-    """Originals above their reconstructions, `ncol` pairs per block, blocks stacked.
-
-    originals, recons: [N,C,H,W] in [0,1]. Returns uint8 [H',W',3]: for 16 images and ncol=8,
-    rows 1 and 3 are originals and rows 2 and 4 their reconstructions (a wider white gap
-    separates the two blocks).
-    """
-    if originals.shape != recons.shape:
-        raise ValueError(f"shape mismatch: {tuple(originals.shape)} vs {tuple(recons.shape)}")
-    orig, rec = to_uint8(originals), to_uint8(recons)
-    blocks = []
-    for start in range(0, len(orig), ncol):
-        chunk = slice(start, start + ncol)
-        pair_rows = np.concatenate([orig[chunk], rec[chunk]])
-        width = min(ncol, len(orig))
-        if len(orig[chunk]) < width:  # keep the last block aligned with the full ones
-            blank = np.full((width - len(orig[chunk]), *orig.shape[1:]), 255, np.uint8)
-            pair_rows = np.concatenate([orig[chunk], blank, rec[chunk], blank])
-        blocks.append(image_grid(pair_rows, ncol=width, pad=pad))
-    gap = np.full((block_gap, blocks[0].shape[1], 3), 255, np.uint8)
-    out = [blocks[0]]
-    for block in blocks[1:]:
-        out += [gap, block]
-    return np.concatenate(out)
-
-
-def apply_colormap(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
-    """Any-shape float array -> same shape + [3] uint8 through the inferno LUT (clipped to [vmin, vmax])."""
-    span = max(float(vmax) - float(vmin), 1e-12)
-    norm = np.clip((np.asarray(values, dtype=np.float64) - vmin) / span, 0.0, 1.0)
-    return INFERNO_LUT[np.round(norm * 255).astype(np.int64)]
-
-
-def anomaly_strip(
-    image: Tensor, recon: Tensor, amap: Tensor, mask: Tensor, vmax: float, pad: int = 2
-) -> np.ndarray:
-    """One test image as a 1x4 strip: original | reconstruction | anomaly map | ground-truth mask.
-
-    image, recon: [3,H,W] in [0,1]; amap: [1,H,W] (any scale, shown on [0, vmax] so all strips
-    share one colour scale); mask: [1,H,W] in {0,1}. Returns uint8 [H+2*pad, 4*W+5*pad, 3].
-    """
-    heat = apply_colormap(amap.detach().float().cpu().numpy()[0], 0.0, vmax)
-    panels = np.stack([to_uint8(image), to_uint8(recon), heat, to_uint8(mask.float())])
-    return image_grid(panels, ncol=4, pad=pad)
+from ae_lab.evaluation.metrics import defect_aurocs
 
 
 def _plain(obj: Any) -> Any:
@@ -229,3 +133,24 @@ def error_histograms(
     return {
         c: error_histogram(scores, c, nbins, column) for c in sorted(scores["category"].unique())
     }
+
+
+def tsne_figure(
+    table: pd.DataFrame, color: str = "category", symbol: str | None = None, title: str = ""
+) -> go.Figure:
+    """Interactive scatter of a `tsne_table`; hover shows the image path and defect type."""
+    df = table.copy()
+    if "label" in df:
+        df["status"] = np.where(df["label"] == 1, "defective", "good")
+    fig = px.scatter(
+        df,
+        x="x",
+        y="y",
+        color=color,
+        symbol=symbol,
+        hover_data=[c for c in ("category", "defect", "path") if c in df],
+        title=title,
+    )
+    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig.update_layout(xaxis_title="t-SNE 1", yaxis_title="t-SNE 2", legend_title=color)
+    return plain_figure(fig)

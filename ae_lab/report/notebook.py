@@ -1,9 +1,9 @@
 """Execute the hand-in notebook into a fresh copy and export it to Markdown.
 
-    python -m ae_lab.notebook notebooks/tarea05.py                         # default size
-    python -m ae_lab.notebook notebooks/tarea05.ipynb --smallest           # CI size, ~2-3 min
-    python -m ae_lab.notebook notebooks/tarea05.py -p EPOCHS 5 -p CATEGORIES '[screw]'
-    python -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb   # commit
+    python -m ae_lab.report.notebook notebooks/tarea05.py                         # default size
+    python -m ae_lab.report.notebook notebooks/tarea05.ipynb --smallest           # CI size, ~2-3 min
+    python -m ae_lab.report.notebook notebooks/tarea05.py -p EPOCHS 5 -p CATEGORIES '[screw]'
+    python -m ae_lab.report.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb   # commit
 
 The source is the jupytext percent script `notebooks/tarea05.py`, paired with `tarea05.ipynb`:
 given either, the cells come from the `.py` when it exists (the `.ipynb` holds the outputs).
@@ -159,7 +159,7 @@ def repo_root(notebook: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ae_lab.notebook", description=__doc__.split("\n")[0]
+        prog="python -m ae_lab.report.notebook", description=__doc__.split("\n")[0]
     )
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")

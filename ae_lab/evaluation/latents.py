@@ -1,18 +1,15 @@
-"""Latent codes of a dataset, their 2-D t-SNE embedding and an interactive scatter plot."""
+"""Latent codes of a dataset and their 2-D t-SNE embedding, as a table (`figures.interactive`
+draws it for W&B, `figures.static` for the report)."""
 
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import torch
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 from torch import nn
-
-from ae_lab.visualize import plain_figure
 
 META_COLUMNS = ("index", "path", "category", "defect", "label")
 
@@ -89,24 +86,3 @@ def tsne_table(coords: np.ndarray, meta: pd.DataFrame) -> pd.DataFrame:
             "path": meta["path"].to_numpy(),
         }
     )
-
-
-def tsne_figure(
-    table: pd.DataFrame, color: str = "category", symbol: str | None = None, title: str = ""
-) -> go.Figure:
-    """Interactive scatter of a `tsne_table`; hover shows the image path and defect type."""
-    df = table.copy()
-    if "label" in df:
-        df["status"] = np.where(df["label"] == 1, "defective", "good")
-    fig = px.scatter(
-        df,
-        x="x",
-        y="y",
-        color=color,
-        symbol=symbol,
-        hover_data=[c for c in ("category", "defect", "path") if c in df],
-        title=title,
-    )
-    fig.update_traces(marker={"size": 7, "opacity": 0.8})
-    fig.update_layout(xaxis_title="t-SNE 1", yaxis_title="t-SNE 2", legend_title=color)
-    return plain_figure(fig)

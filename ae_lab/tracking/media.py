@@ -15,11 +15,12 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
 from ae_lab import keys
-from ae_lab.callbacks.selection import select_test, select_val
+from ae_lab.evaluation.latents import collect_latents, tsne_2d, tsne_table
 from ae_lab.evaluation.predictions import TestPredictions, gather_objects
-from ae_lab.latents import collect_latents, tsne_2d, tsne_figure, tsne_table
-from ae_lab.report import figures as static
-from ae_lab.visualize import anomaly_strip, error_histograms, loss_error, reconstruction_grid
+from ae_lab.figures import static
+from ae_lab.figures.images import anomaly_strip, reconstruction_grid
+from ae_lab.figures.interactive import error_histograms, loss_error, tsne_figure
+from ae_lab.tracking.selection import select_test, select_val
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ae_lab import keys
-from ae_lab.metrics import ALL, defect_aurocs
+from ae_lab.evaluation.metrics import ALL, defect_aurocs
 
 LOSS_COLOURS = {"l1": "tab:blue", "l2": "tab:orange", "ssim": "tab:green", "ssim_l1": "tab:red"}
 GOOD_COLOUR = "0.55"
@@ -94,7 +94,7 @@ AXIS_LABELS = {
 
 
 def tsne_scatter(table: pd.DataFrame, title: str) -> Figure:
-    """A `latents.tsne_table` (x, y, category) as a scatter, one colour per class."""
+    """An `evaluation.latents.tsne_table` (x, y, category) as a scatter, one colour per class."""
     fig = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     for i, (cat, part) in enumerate(table.groupby("category", sort=True)):

@@ -1,0 +1,77 @@
+"""Images as uint8 arrays for W&B and the notebook: grids, reconstruction pairs, anomaly strips."""
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+from torch import Tensor
+
+# Perceptually ordered (dark = normal, bright = anomalous) and readable in grayscale print.
+INFERNO = colormaps["inferno"]
+INFERNO_LUT = INFERNO(np.arange(INFERNO.N), bytes=True)[:, :3]  # [256, 3] uint8
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """[N,C,H,W] (or [C,H,W]) floats in [0,1], C in {1,3} -> [N,H,W,3] (or [H,W,3]) uint8."""
+    single = images.dim() == 3
+    x = images.unsqueeze(0) if single else images
+    x = x.detach().float().cpu().clamp(0.0, 1.0)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    out = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out[0] if single else out
+
+
+def image_grid(images: np.ndarray, ncol: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+    """[N,H,W,3] uint8 -> one [rows*(H+pad)+pad, ncol*(W+pad)+pad, 3] uint8 image, row-major."""
+    n, h, w, c = images.shape
+    ncol = max(1, min(ncol, n))
+    nrow = -(-n // ncol)
+    # Each tile is an image with `pad` pixels below and to its right; the grid adds the top/left.
+    tiles = np.full((nrow * ncol, h + pad, w + pad, c), pad_value, np.uint8)
+    tiles[:n, :h, :w] = images
+    grid = tiles.reshape(nrow, ncol, h + pad, w + pad, c).swapaxes(1, 2)
+    grid = grid.reshape(nrow * (h + pad), ncol * (w + pad), c)
+    return np.pad(grid, ((pad, 0), (pad, 0), (0, 0)), constant_values=pad_value)
+
+
+def reconstruction_grid(
+    originals: Tensor, recons: Tensor, ncol: int = 8, pad: int = 2, block_gap: int = 8
+) -> np.ndarray:
+    """Originals above their reconstructions, `ncol` pairs per block, blocks stacked.
+
+    originals, recons: [N,C,H,W] in [0,1]. Returns uint8 [H',W',3]: for 16 images and ncol=8,
+    rows 1 and 3 are originals and rows 2 and 4 their reconstructions (a wider white gap
+    separates the two blocks).
+    """
+    if originals.shape != recons.shape:
+        raise ValueError(f"shape mismatch: {tuple(originals.shape)} vs {tuple(recons.shape)}")
+    orig, rec = to_uint8(originals), to_uint8(recons)
+    width = min(ncol, len(orig))
+    blank = np.full((-len(orig) % width, *orig.shape[1:]), 255, np.uint8)  # aligns the last block
+    orig, rec = np.concatenate([orig, blank]), np.concatenate([rec, blank])
+    blocks = [
+        image_grid(np.concatenate([orig[i : i + width], rec[i : i + width]]), width, pad)
+        for i in range(0, len(orig), width)
+    ]
+    gap = np.full((block_gap, blocks[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([part for block in blocks for part in (gap, block)][1:])
+
+
+def apply_colormap(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
+    """Any-shape float array -> same shape + [3] uint8 through inferno (clipped to [vmin, vmax])."""
+    norm = Normalize(vmin, max(float(vmax), float(vmin) + 1e-12), clip=True)
+    return INFERNO(norm(np.asarray(values, dtype=np.float64)), bytes=True)[..., :3]
+
+
+def anomaly_strip(
+    image: Tensor, recon: Tensor, amap: Tensor, mask: Tensor, vmax: float, pad: int = 2
+) -> np.ndarray:
+    """One test image as a 1x4 strip: original | reconstruction | anomaly map | ground-truth mask.
+
+    image, recon: [3,H,W] in [0,1]; amap: [1,H,W] (any scale, shown on [0, vmax] so all strips
+    share one colour scale); mask: [1,H,W] in {0,1}. Returns uint8 [H+2*pad, 4*W+5*pad, 3].
+    """
+    heat = apply_colormap(amap.detach().float().cpu().numpy()[0], 0.0, vmax)
+    panels = np.stack([to_uint8(image), to_uint8(recon), heat, to_uint8(mask.float())])
+    return image_grid(panels, ncol=4, pad=pad)
