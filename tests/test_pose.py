@@ -82,3 +82,41 @@ def test_datamodule_aligns_only_the_named_categories(synthetic_root: Path, tmp_p
     rows = dark.any(axis=2).sum(axis=1)
     cols = dark.any(axis=1).sum(axis=1)
     assert np.median(rows) > 2 * np.median(cols)
+
+
+@pytest.mark.parametrize("degrees", [-12.0, 0.0, 8.0, 20.0])
+def test_straighten_undoes_a_tilt_without_turning_the_object_over(degrees: float) -> None:
+    # A horizontal 'capsule' photographed in one pose: dark left half, light right half.
+    img = torch.full((1, 3, 96, 96), 0.85)
+    img[..., 40:56, 18:48] = 0.15
+    img[..., 40:56, 48:78] = 0.6
+    tilted = _turn(img, degrees, shift=(6.0, -4.0))
+    out = pose.warp(tilted, pose.pose_matrices(tilted, any_angle=False))
+    reference = pose.warp(img, pose.pose_matrices(img, any_angle=False))
+    assert (out - reference).abs().mean() < 0.02
+    # Still horizontal with the dark half on the left: no quarter or half turn.
+    dark = out[0, 0] < 0.3
+    cols = torch.nonzero(dark)[:, 1].float()
+    assert cols.mean() < 47.5 and (cols.max() - cols.min()) > 25
+    # The full-turn mode would stand it upright instead.
+    full = pose.warp(tilted, pose.pose_matrices(tilted))
+    rows = torch.nonzero(full[0, 0] < 0.3)[:, 0].float()
+    assert (rows.max() - rows.min()) > 25
+
+
+def test_datamodule_straightens_and_aligns_the_named_categories(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    kwargs = dict(root=synthetic_root, categories=["cable", "screw"], image_size=64)
+    full = MVTecDataModule(**kwargs, cache_dir=tmp_path, align=["screw*"]).dataset("test")
+    tilt = MVTecDataModule(**kwargs, cache_dir=tmp_path, straighten=["screw*"]).dataset("test")
+    both = MVTecDataModule(**kwargs, cache_dir=tmp_path, align="screw", straighten="screw")
+    is_screw = np.array(full.category) == "screw"
+    assert not np.array_equal(full.images[is_screw], tilt.images[is_screw])
+    assert np.array_equal(full.images, both.dataset("test").images)  # align wins
+    # The synthetic screw lies roughly horizontal: straightened, it stays horizontal.
+    grey = tilt.images[is_screw].mean(axis=1)
+    dark = grey < np.median(grey, axis=(1, 2), keepdims=True) - 25
+    rows = dark.any(axis=2).sum(axis=1)
+    cols = dark.any(axis=1).sum(axis=1)
+    assert np.median(cols) > 2 * np.median(rows)

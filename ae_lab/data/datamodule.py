@@ -99,7 +99,9 @@ class MVTecDataModule(LightningDataModule):
     `align`: shell patterns of the categories whose images (and masks) are pose-normalised once
     when loaded (`ae_lab.data.pose`: object upright and centred), e.g. `["screw*"]` for MVTec's
     screw, which lies at any angle; leave out classes where a pose change is a defect
-    (transistor's `misplaced`).
+    (transistor's `misplaced`). `straighten`: patterns of the categories photographed in one
+    pose with a little jitter: centred and turned by the smallest angle that makes their main
+    axis vertical or horizontal (no flips). A class named by both is aligned.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class MVTecDataModule(LightningDataModule):
         augment: bool = False,
         pin_memory: bool | None = None,
         align: Iterable[str] | str = (),
+        straighten: Iterable[str] | str = (),
     ) -> None:
         super().__init__()
         batch_size = _number("batch_size", batch_size, int, "an integer >= 1, e.g. 32")
@@ -142,6 +145,9 @@ class MVTecDataModule(LightningDataModule):
         self.generate = None if generate is None else dict(generate)
         self.augment = bool(augment)
         self.align = [align] if isinstance(align, str) else [str(p) for p in align]
+        self.straighten = (
+            [straighten] if isinstance(straighten, str) else [str(p) for p in straighten]
+        )
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self._table: pd.DataFrame | None = None
         self._datasets: dict[str, InMemoryImages] = {}
@@ -220,13 +226,24 @@ class MVTecDataModule(LightningDataModule):
     def _align(
         self, images: np.ndarray, masks: np.ndarray, categories: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pose-normalise the rows of the categories named by `align` (a copy; the cache stays raw)."""
-        rows = np.flatnonzero([pose.matches(c, self.align) for c in categories])
-        if rows.size == 0:
+        """Pose-normalise the rows of the categories named by `align` / `straighten` (a copy; the
+        cache stays raw)."""
+        full = np.array([pose.matches(c, self.align) for c in categories], dtype=bool)
+        tilt = np.array([pose.matches(c, self.straighten) for c in categories], dtype=bool)
+        if not (full | tilt).any():
             return images, masks
         images, masks = images.copy(), masks.copy()
-        aligned = pose.align_uint8(torch.from_numpy(images[rows]), torch.from_numpy(masks[rows]))
-        images[rows], masks[rows] = aligned[0].numpy(), aligned[1].numpy()
+        for rows, any_angle in (
+            (np.flatnonzero(full), True),
+            (np.flatnonzero(tilt & ~full), False),
+        ):
+            if rows.size:
+                out = pose.align_uint8(
+                    torch.from_numpy(images[rows]),
+                    torch.from_numpy(masks[rows]),
+                    any_angle=any_angle,
+                )
+                images[rows], masks[rows] = out[0].numpy(), out[1].numpy()
         return images, masks
 
     def dataset(self, split: str) -> InMemoryImages:

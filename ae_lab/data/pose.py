@@ -24,11 +24,14 @@ from torch import Tensor
 FOREGROUND_MARGIN = 0.08
 
 
-def pose_matrices(images: Tensor) -> Tensor:
-    """Affine matrices [N,2,3] that put each image's object upright and centred.
+def pose_matrices(images: Tensor, any_angle: bool = True) -> Tensor:
+    """Affine matrices [N,2,3] that put each image's object upright (or straight) and centred.
 
-    images: [N,C,H,W] in [0,1]. The object's main axis becomes vertical with its heavier end at
-    the top, its centroid moves to the image centre. An image without foreground gets identity.
+    images: [N,C,H,W] in [0,1]. `any_angle=True` (objects that lie at any angle, MVTec's screw):
+    the main axis becomes vertical with the heavier end at the top. `any_angle=False` (objects
+    photographed in one pose with a little jitter): the smallest turn that makes the main axis
+    vertical or horizontal, never a flip, so the object keeps its usual orientation. Either way
+    the centroid moves to the image centre. An image without foreground gets identity.
     """
     n, _, h, w = images.shape
     grey = images.float().mean(dim=1, keepdim=True)  # [N,1,H,W]
@@ -54,6 +57,10 @@ def pose_matrices(images: Tensor) -> Tensor:
     skew = (weight * along**3).sum(dim=(1, 2, 3))
     # Rotating by this angle (kornia: degrees, counter-clockwise) turns the axis to -y, heavy end up.
     angle = torch.rad2deg(-theta) + torch.where(skew > 0, 0.0, 180.0)
+    if not any_angle:
+        # The heavier end is a weak cue on a squat object (a transistor's dark body outweighs its
+        # light leads, and the sign flips from image to image); a tilt needs no flip.
+        angle = torch.remainder(torch.rad2deg(-theta) + 45.0, 90.0) - 45.0
     centre = torch.stack([cx, cy], dim=1)
     matrix = get_rotation_matrix2d(centre, angle, torch.ones(n, 2))
     matrix[:, 0, 2] += (w - 1) / 2 - cx
@@ -72,12 +79,14 @@ def warp(images: Tensor, matrices: Tensor, mode: str = "bilinear") -> Tensor:
     return warp_affine(images, matrices, (h, w), mode=mode, padding_mode="border")
 
 
-def align_uint8(images: Tensor, masks: Tensor, chunk: int = 256) -> tuple[Tensor, Tensor]:
+def align_uint8(
+    images: Tensor, masks: Tensor, chunk: int = 256, any_angle: bool = True
+) -> tuple[Tensor, Tensor]:
     """Pose-normalise uint8 images [N,C,H,W] and their bool masks [N,H,W] with the same warp."""
     out_img, out_mask = [], []
     for img, msk in zip(images.split(chunk), masks.split(chunk), strict=True):
         x = img.float() / 255.0
-        m = pose_matrices(x)
+        m = pose_matrices(x, any_angle)
         out_img.append((warp(x, m) * 255.0).round().clamp(0, 255).to(torch.uint8))
         out_mask.append(warp(msk[:, None].float(), m, mode="nearest")[:, 0] > 0.5)
     if not out_img:

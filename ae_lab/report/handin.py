@@ -131,6 +131,15 @@ def train_samples(table: pd.DataFrame, categories: list[str], size: int, n: int 
     return image_grid(np.concatenate(rows), ncol=n)
 
 
+def network_inputs(dm, categories: list[str], n: int = 6) -> np.ndarray:
+    """A row of `n` training images per class as the network gets them (resized and, for the
+    classes in `data.align`, turned upright and centred), as one uint8 image."""
+    ds = dm.dataset("train")
+    cats = np.asarray(ds.category)
+    rows = [ds.images[np.flatnonzero(cats == c)[:n]] for c in categories]
+    return image_grid(np.concatenate(rows).transpose(0, 2, 3, 1), ncol=n)
+
+
 def defect_examples(table: pd.DataFrame, size: int) -> tuple[np.ndarray, pd.DataFrame]:
     """One image per defect type next to itself with the ground-truth mask in red; the order."""
     first = table[(table["split"] == "test") & (table["label"] == 1)]
