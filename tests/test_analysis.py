@@ -259,3 +259,22 @@ def test_report_reads_well_in_headless_chromium(wandb_root, tmp_path, monkeypatc
     subprocess.run([*flags, f"--screenshot={shot}", page.as_uri()], **run)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.01  # text and figures, not blank
+
+
+def test_unet_sentence_says_when_defects_score_below_the_good_images():
+    gaps = pd.DataFrame(
+        {
+            "model": ["unet", "unet", "ae"],
+            "label": ["unet-l1", "unet-l1", "ae-l1"],
+            "category": ["transistor", "capsule", "transistor"],
+            "defect": ["misplaced", "crack", "misplaced"],
+            "gap_std": [-1.1, 0.4, 12.0],
+            "auroc": [0.17, 0.6, 1.0],
+        }
+    )
+    (line,) = ranking.unet_sentences(gaps)
+    assert "1 of them score *lower* than the good images" in line
+    assert "transistor/misplaced" in line and "capsule/crack" in line
+    assert "about as well" not in line
+    (line,) = ranking.unet_sentences(gaps.assign(gap_std=[0.2, 0.4, 12.0]))
+    assert "lower" not in line

@@ -88,10 +88,20 @@ def unet_sentences(gaps: pd.DataFrame) -> list[str]:
         parts.append(text + ")")
     more = len(summary) - MAX_LISTED
     tail = f"; and {more} more (score_gaps.csv)" if more > 0 else ""
-    return [
-        "The U-Net reconstructs these defects about as well as normal images (mean score gap below "
-        f"{SMALL_GAP_STD:g} std of the good scores): " + "; ".join(parts) + tail + "."
-    ]
+    # A negative gap means the defect scores *below* the good images (the U-Net reconstructs it
+    # even better than normal detail): say so rather than "about as well".
+    below = summary["gap"] < 0
+    lead = (
+        f"The U-Net does not separate these defects from normal images (mean score gap below "
+        f"{SMALL_GAP_STD:g} std of the good scores"
+        + (
+            f"; {int(below.sum())} of them score *lower* than the good images, AUROC under 0.5"
+            if below.any()
+            else ""
+        )
+        + "): "
+    )
+    return [lead + "; ".join(parts) + tail + "."]
 
 
 def ranking(runs: pd.DataFrame, table: pd.DataFrame, gaps: pd.DataFrame) -> list[str]:
