@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from ae_lab.data import synthetic
+from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.data.synthetic import generate, is_complete, read_marker
 from ae_lab.data.synthetic.generic import GENERIC_DEFECTS
 from ae_lab.data.synthetic.nuisances import ODD_EXTRA
@@ -131,9 +133,30 @@ def test_is_complete_matches_parameters(root: Path, tmp_path: Path) -> None:
     assert is_complete(root, **PARAMS)
     assert is_complete(root, **{**PARAMS, "categories": list(CATS)})
     assert not is_complete(root, **{**PARAMS, "n_train": 7})
-    assert not is_complete(root, **{**PARAMS, "categories": ["cable"]})
+    # A subset of the generated classes is served by the same folder (same images: each class
+    # depends only on seed, name and sizes); a class it lacks is not.
+    assert is_complete(root, **{**PARAMS, "categories": [CATS[0]]})
+    assert not is_complete(root, **{**PARAMS, "categories": [CATS[0], "zipper"]})
     assert not is_complete(root, **{**PARAMS, "seed": 0})
     assert not is_complete(tmp_path / "nothing", **PARAMS)
+
+
+def test_one_class_run_keeps_the_other_generated_classes(root: Path, tmp_path: Path) -> None:
+    # Before: `data.categories=[cable]` on a four-class folder regenerated it with cable alone,
+    # deleting the other classes under any parallel run reading them.
+    out = tmp_path / "shared"
+    shutil.copytree(root, out)
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    dm = MVTecDataModule(out, categories=[CATS[0]], generate={k: v for k, v in PARAMS.items() if k != "categories"}, cache_dir=tmp_path)  # fmt: skip
+    dm.prepare_data()
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == before
+    # A new class is added beside the kept ones, and the marker lists them all.
+    generate(out, **{**PARAMS, "categories": ["zipper"]})
+    assert all((out / c).is_dir() for c in [*CATS, "zipper"])
+    assert is_complete(out, **{**PARAMS, "categories": [*CATS, "zipper"]})
+    assert (out / f"{CATS[0]}/train/good/000.png").read_bytes() == before[
+        out / f"{CATS[0]}/train/good/000.png"
+    ]
 
 
 def test_interrupted_run_leaves_no_marker_and_no_temp(tmp_path: Path, monkeypatch) -> None:
@@ -154,6 +177,9 @@ def test_interrupted_run_leaves_no_marker_and_no_temp(tmp_path: Path, monkeypatc
     assert is_complete(out, **small)  # the previous complete set is untouched
     monkeypatch.undo()
     generate(out, **{**small, "categories": ["screw"]})
+    # Same settings: cable stays beside the new screw; other settings replace the whole set.
+    assert sorted(p.name for p in out.iterdir()) == ["cable", "screw", "synthetic.json"]
+    generate(out, **{**small, "categories": ["screw"], "seed": 2})
     assert sorted(p.name for p in out.iterdir()) == ["screw", "synthetic.json"]
 
 

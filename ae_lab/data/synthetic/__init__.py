@@ -153,9 +153,18 @@ def generate(
                 "write (real MVTec data?). Generate into another folder (`data.root`) or move them."
             )
         info = {c: _write_category(tmp, c, p) for c in p["categories"]}
-        old = (read_marker(out) or {}).get("params", {}).get("categories", [])
+        prev = read_marker(out) or {}
+        old = prev.get("params", {}).get("categories", [])
+        # Classes generated earlier with the same settings stay: each class's images depend only
+        # on (seed, class name, sizes), so a run on `[cable]` must not delete `screw` under a
+        # parallel run that reads it.
+        keep = [
+            c
+            for c in old
+            if c not in p["categories"] and _same_settings(prev, p) and _ours(out / c)
+        ]
         (out / MARKER).unlink(missing_ok=True)  # from here on the folder counts as incomplete
-        for c in set(old) | set(p["categories"]):
+        for c in (set(old) | set(p["categories"])) - set(keep):
             if _ours(out / c):
                 shutil.rmtree(out / c)
         for c in p["categories"]:
@@ -163,10 +172,10 @@ def generate(
         record = {
             "generator": __name__,
             "version": FORMAT_VERSION,
-            "params": p,
+            "params": {**p, "categories": keep + p["categories"]},
             "nuisance_kinds": nuisances.KINDS,
             "nuisance_rates": nuisances.RATES,
-            "categories": info,
+            "categories": {c: prev.get("categories", {}).get(c, {}) for c in keep} | info,
         }
         (out / f"{MARKER}.part").write_text(json.dumps(record, indent=1))
         (out / f"{MARKER}.part").replace(out / MARKER)
@@ -184,6 +193,14 @@ def read_marker(out_dir: str | Path) -> dict | None:
         return None
 
 
+def _same_settings(record: dict, params: dict) -> bool:
+    """Whether a marker `record` was written with `params` up to the list of categories."""
+    recorded = record.get("params") or {}
+    return record.get("version") == FORMAT_VERSION and all(
+        recorded.get(k) == v for k, v in params.items() if k != "categories"
+    )
+
+
 def is_complete(
     out_dir: str | Path,
     categories: Sequence[str] = DEFAULT_CATEGORIES,
@@ -192,16 +209,22 @@ def is_complete(
     seed: int = 0,
     image_size: int = 256,
 ) -> bool:
-    """True only if `out_dir` holds a finished dataset generated with exactly these parameters."""
+    """True only if `out_dir` holds a finished dataset generated with these parameters for (at
+    least) these categories: a set of four classes serves a run on one of them."""
     record = read_marker(out_dir)
-    if record is None or record.get("version") != FORMAT_VERSION:
+    if record is None:
         return False
     try:
         wanted = _params(categories, n_train, n_test, seed, image_size)
     except AeLabError:
         return False
     root = Path(out_dir).expanduser()
-    return record.get("params") == wanted and all((root / c).is_dir() for c in wanted["categories"])
+    have = set(record.get("params", {}).get("categories", []))
+    return (
+        _same_settings(record, wanted)
+        and set(wanted["categories"]) <= have
+        and all((root / c).is_dir() for c in wanted["categories"])
+    )
 
 
 __all__ = ["DEFAULT_CATEGORIES", "generate", "is_complete", "read_marker"]
