@@ -81,6 +81,11 @@ def _number(key: str, value: Any, kind: type, expected: str) -> Any:
     )
 
 
+def _patterns(value: Iterable[str] | str) -> list[str]:
+    """`data.align` / `data.straighten`: one shell pattern or a list of them."""
+    return [value] if isinstance(value, str) else [str(p) for p in value]
+
+
 def _is_path(value: object) -> bool:
     return isinstance(value, str)
 
@@ -144,10 +149,7 @@ class MVTecDataModule(LightningDataModule):
         self.cache_dir = cache_dir
         self.generate = None if generate is None else dict(generate)
         self.augment = bool(augment)
-        self.align = [align] if isinstance(align, str) else [str(p) for p in align]
-        self.straighten = (
-            [straighten] if isinstance(straighten, str) else [str(p) for p in straighten]
-        )
+        self.align, self.straighten = _patterns(align), _patterns(straighten)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self._table: pd.DataFrame | None = None
         self._datasets: dict[str, InMemoryImages] = {}

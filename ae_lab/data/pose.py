@@ -53,11 +53,12 @@ def pose_matrices(images: Tensor, any_angle: bool = True) -> Tensor:
     sxx = (weight * dx * dx).sum(dim=(1, 2, 3))
     sxy = (weight * dy * dx).sum(dim=(1, 2, 3))
     theta = 0.5 * torch.atan2(2 * sxy, syy - sxx)  # main axis, radians from +y (image down)
-    along = dy * torch.cos(theta).view(n, 1, 1, 1) + dx * torch.sin(theta).view(n, 1, 1, 1)
-    skew = (weight * along**3).sum(dim=(1, 2, 3))
-    # Rotating by this angle (kornia: degrees, counter-clockwise) turns the axis to -y, heavy end up.
-    angle = torch.rad2deg(-theta) + torch.where(skew > 0, 0.0, 180.0)
-    if not any_angle:
+    # Rotating by -theta (kornia: degrees, counter-clockwise) turns the axis to -y.
+    if any_angle:
+        along = dy * torch.cos(theta).view(n, 1, 1, 1) + dx * torch.sin(theta).view(n, 1, 1, 1)
+        skew = (weight * along**3).sum(dim=(1, 2, 3))
+        angle = torch.rad2deg(-theta) + torch.where(skew > 0, 0.0, 180.0)  # heavy end up
+    else:
         # The heavier end is a weak cue on a squat object (a transistor's dark body outweighs its
         # light leads, and the sign flips from image to image); a tilt needs no flip.
         angle = torch.remainder(torch.rad2deg(-theta) + 45.0, 90.0) - 45.0

@@ -151,7 +151,7 @@ class Decoder(nn.Module):
 LATENT_LAYOUTS = ("dense", "spatial")
 
 
-def check_latent_layout(layout: str, latent_dim: int, spatial: int, outputs: int = 1) -> None:
+def check_latent_layout(layout: str, latent_dim: int, spatial: int) -> None:
     """Raise AeLabError unless `layout` is known and, if spatial, latent_dim tiles the s x s map."""
     if layout not in LATENT_LAYOUTS:
         raise AeLabError(

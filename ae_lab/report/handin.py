@@ -133,7 +133,7 @@ def train_samples(table: pd.DataFrame, categories: list[str], size: int, n: int 
 
 def network_inputs(dm, categories: list[str], n: int = 6) -> np.ndarray:
     """A row of `n` training images per class as the network gets them (resized and, for the
-    classes in `data.align`, turned upright and centred), as one uint8 image."""
+    classes in `data.align` / `data.straighten`, turned and centred), as one uint8 image."""
     ds = dm.dataset("train")
     cats = np.asarray(ds.category)
     rows = [ds.images[np.flatnonzero(cats == c)[:n]] for c in categories]

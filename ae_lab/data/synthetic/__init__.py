@@ -158,11 +158,8 @@ def generate(
         # Classes generated earlier with the same settings stay: each class's images depend only
         # on (seed, class name, sizes), so a run on `[cable]` must not delete `screw` under a
         # parallel run that reads it.
-        keep = [
-            c
-            for c in old
-            if c not in p["categories"] and _same_settings(prev, p) and _ours(out / c)
-        ]
+        same = _same_settings(prev, p)
+        keep = [c for c in old if same and c not in p["categories"] and _ours(out / c)]
         (out / MARKER).unlink(missing_ok=True)  # from here on the folder counts as incomplete
         for c in (set(old) | set(p["categories"])) - set(keep):
             if _ours(out / c):
