@@ -13,10 +13,10 @@ from torch import Tensor, nn
 
 from ae_lab import keys
 from ae_lab.errors import AeLabError
-from ae_lab.evaluation.metrics import evaluate
 from ae_lab.evaluation.predictions import TestPredictions, batch_record, gather_predictions
-from ae_lab.evaluation.scoring import ScoringConfig, anomaly_map, image_score, per_image_errors
 from ae_lab.losses import L1Loss, L2Loss, SSIMLoss
+from ae_lab.metrics import evaluate
+from ae_lab.scoring import ScoringConfig, anomaly_map, image_score, per_image_errors
 
 COMPILED_PREFIX = "_orig_mod."
 ONE_CYCLE_LENGTH_KEYS = (

@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from ae_lab.checkpoints import check_checkpoint, resume_command
 from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.errors import AeLabError
-from ae_lab.evaluation.scoring import ScoringConfig
 from ae_lab.flatten import flatten
 from ae_lab.module import AutoencoderModule, wants_total_steps
+from ae_lab.scoring import ScoringConfig
 from ae_lab.tracking.mode import ensure_wandb_mode
 
 

@@ -17,8 +17,8 @@ import torch
 from torch.optim import AdamW
 
 from ae_lab.evaluation.latents import collect_latents, tsne_2d
-from ae_lab.evaluation.metrics import image_metrics, pixel_metrics
 from ae_lab.losses import L2Loss
+from ae_lab.metrics import image_metrics, pixel_metrics
 from ae_lab.module import AutoencoderModule
 from ae_lab.tracking import WandbMediaCallback
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ae_lab import keys
-from ae_lab.evaluation.metrics import (
+from ae_lab.metrics import (
     aupro,
     bootstrap_auroc,
     f1_max,

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ae_lab.errors import AeLabError
-from ae_lab.evaluation.scoring import (
+from ae_lab.scoring import (
     MAP_KINDS,
     ScoringConfig,
     anomaly_map,

@@ -8,8 +8,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ae_lab import keys
-from ae_lab.evaluation.metrics import ALL, defect_aurocs
 from ae_lab.figures.interactive import histogram_traces
+from ae_lab.metrics import ALL, defect_aurocs
 
 # Train/val loss differ in scale between loss functions; val/l1 and val/one_minus_ssim are the same for all.
 CURVE_PANELS = (keys.TRAIN_LOSS, keys.VAL_LOSS, keys.VAL_L1, keys.VAL_ONE_MINUS_SSIM)

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.evaluation.metrics import ALL, defect_aurocs
+from ae_lab.metrics import ALL, defect_aurocs
 
 __all__ = [
     "ALL", "auroc_mismatches", "auroc_table", "defect_aurocs", "run_table", "score_gaps", "to_markdown"

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from ae_lab.evaluation.metrics import defect_aurocs
+from ae_lab.metrics import defect_aurocs
 
 
 def _plain(obj: Any) -> Any:

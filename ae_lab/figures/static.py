@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ae_lab import keys
-from ae_lab.evaluation.metrics import ALL, defect_aurocs
+from ae_lab.metrics import ALL, defect_aurocs
 
 LOSS_COLOURS = {"l1": "tab:blue", "l2": "tab:orange", "ssim": "tab:green", "ssim_l1": "tab:red"}
 GOOD_COLOUR = "0.55"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.evaluation.metrics import auroc
+from ae_lab.metrics import auroc
 from ae_lab.report.wandb_media import (
     MediaRun,
     media_captions,
