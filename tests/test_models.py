@@ -180,3 +180,13 @@ def test_spatial_latent_is_a_vector_of_latent_dim_whose_cells_stay_local(cls, x)
 def test_spatial_latent_settings_are_checked(bad, match):
     with pytest.raises(AeLabError, match=match):
         ConvAutoencoder(**{**SMALL, "latent_layout": "spatial", **bad})
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_forward_with_latent_matches_forward_and_encode_in_eval(cls, x):
+    torch.manual_seed(0)
+    model = cls(**SMALL).eval()
+    with torch.no_grad():
+        recon, z = model.forward_with_latent(x)
+        torch.testing.assert_close(recon, model(x))
+        torch.testing.assert_close(z, model.encode(x))

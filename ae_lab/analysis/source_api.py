@@ -17,7 +17,7 @@ from ae_lab.analysis.sources import (
     scores_from_table_json,
 )
 from ae_lab.errors import AeLabError
-from ae_lab.flatten import flatten
+from ae_lab.errors import flatten
 
 
 def load_api_runs(

@@ -273,3 +273,9 @@ class LatentAutoencoder(nn.Module):
             latent_dim, bottleneck_channels, spatial, channels[-1], latent_layout
         )
         self.decoder = Decoder(channels, in_channels, skip_levels)
+
+    def forward_with_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """[B, C, H, W] -> (reconstruction [B, C, H, W], z [B, latent_dim]), encoding once."""
+        features = self.encoder(x)
+        z = self.to_latent(features[-1])
+        return self.decoder(self.from_latent(z), features), z

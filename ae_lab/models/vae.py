@@ -62,6 +62,12 @@ class VariationalAutoencoder(LatentAutoencoder):
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1).mean()
         return self.decode(z), kl
 
+    def forward_with_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """[B, C, H, W] -> (reconstruction, posterior mean mu [B, latent_dim]); samples in training."""
+        mu, logvar = self.posterior(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        return self.decode(z), mu
+
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> reconstruction [B, C, H, W] in [0, 1]."""
         return self.forward_with_kl(x)[0]

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from ae_lab.analysis.source_offline import find_run_dirs, raw_run_from_records, read_records
 from ae_lab.errors import AeLabError
-from ae_lab.flatten import flatten
+from ae_lab.errors import flatten
 
 
 @dataclass
