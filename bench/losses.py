@@ -13,7 +13,7 @@ from collections.abc import Callable
 import common
 import torch
 
-from ae_lab.losses import L1Loss, L2Loss, SSIML1Loss, SSIMLoss, ScoringConfig, anomaly_map
+from ae_lab.losses import L1Loss, L2Loss, ScoringConfig, SSIML1Loss, SSIMLoss, anomaly_map
 
 
 def _ms(fn: Callable[[], object], reps: int) -> Callable[[], float]:

@@ -38,14 +38,12 @@ def test_forward_is_decode_of_encode_in_eval(cls, x):
         torch.testing.assert_close(model(x), model.decode(model.encode(x)))
 
 
-def test_unet_decode_needs_encoder_features(x):
+def test_unet_decode_uses_encoder_features(x):
     torch.manual_seed(0)
     model = UNetAutoencoder(**SMALL).eval()
     with torch.no_grad():
-        features = model.encoder(x)
+        features = model.features(x)
         torch.testing.assert_close(model(x), model.decode(model.encode(x), features))
-        with pytest.raises(ValueError, match="skip level"):
-            model.decode(model.encode(x))
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -64,17 +62,17 @@ def test_unet_without_skips_is_the_plain_autoencoder(x):
     torch.manual_seed(0)
     plain = ConvAutoencoder(**SMALL).eval()
     unet = UNetAutoencoder(**SMALL, skip_levels=[]).eval()
-    assert len(unet.decoder.skip_fuse) == 0
+    assert len(unet.skip_fuse) == 0
     unet.load_state_dict(plain.state_dict())  # strict: identical parameter sets
     with torch.no_grad():
         torch.testing.assert_close(unet(x), plain(x))
 
 
 def test_unet_skip_levels_build_one_fusion_per_level(x):
-    assert sorted(UNetAutoencoder(**SMALL).decoder.skip_fuse) == ["0", "1", "2"]
+    assert sorted(UNetAutoencoder(**SMALL).skip_fuse) == ["0", "1", "2"]
     unet = UNetAutoencoder(**SMALL, skip_levels=[2, 1, 2])
     assert unet.skip_levels == (1, 2)
-    assert sorted(unet.decoder.skip_fuse) == ["1", "2"]
+    assert sorted(unet.skip_fuse) == ["1", "2"]
     assert unet(x).shape == x.shape
 
 

@@ -1,0 +1,315 @@
+"""`load_runs`: the training runs of a W&B project as three DataFrames, from one of two sources.
+
+Online, `wandb.Api()`; offline, the run folders (`wandb/offline-run-*`), read with W&B's own
+reader, the public CLI `wandb leet inspect --json` (an offline folder holds no summary or config
+file: they live in the run's `.wandb` log). Either way the per-image scores come from the
+`test/scores` table file the summary names. Runs that crashed, are unfinished, damaged or lack
+`test/scores` are skipped with a warning.
+
+`runs`: one row per run: run_id, name, label (unique display name), group, state, model, loss,
+latent_dim, classes (`data.categories` joined by +), then every numeric `test/...` summary value.
+`history`: one row per (run_id, epoch): `keys.LOSS_CURVES`. `scores`: run_id + `keys.SCORE_COLUMNS`
+(+ `loss`, the error in the run's own loss, when the run logged it).
+"""
+
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ae_lab import keys
+from ae_lab.errors import AeLabError
+from ae_lab.flatten import flatten
+from ae_lab.tracking.mode import has_wandb_credentials
+
+log = logging.getLogger("ae_lab.analysis")
+ANALYSIS_JOB_TYPE = "analysis"
+NO_READER = (
+    "Reading offline W&B runs needs the `wandb` command with `wandb leet inspect` (wandb >= 0.31), "
+    "which this environment lacks. Install the project's requirements (`pip install -e .`) or "
+    "analyse the synced runs online (drop --offline-dir after `wandb sync`)."
+)
+
+
+@dataclass
+class RawRun:
+    """One run as a source reads it, before any check; `summary` keys are flat (`a.b`)."""
+
+    run_id: str
+    name: str
+    group: str | None
+    state: str  # finished | crashed | ...
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    scores: pd.DataFrame | None = None
+    project: str = ""
+    job_type: str | None = None
+    sweep: str | None = None
+    where: str = ""  # folder or URL, for messages
+
+
+@dataclass
+class RunData:
+    """The three DataFrames every analysis function takes, plus what was left out and why."""
+
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    scores: pd.DataFrame
+    project: str
+    group: str | None
+    source: str  # "offline folder '<dir>'" or "W&B API '<entity/project>'"
+    offline_root: Path | None = None  # folder holding `wandb/`, where the analysis run goes
+    skipped: list[str] = field(default_factory=list)
+
+
+def load_runs(
+    project: str,
+    entity: str | None = None,
+    group: str | None = None,
+    sweep: str | None = None,
+    offline_dir: str | Path | None = None,
+    api: Any = None,
+) -> RunData:
+    """Offline folders when `offline_dir` is given or W&B is offline or without credentials, else
+    the W&B API (`api`, default `wandb.Api()`)."""
+    offline = os.environ.get("WANDB_MODE", "") in ("offline", "disabled", "dryrun")
+    if api is None and (offline_dir is not None or offline or not has_wandb_credentials()):
+        return load_offline_runs(project, offline_dir, group, sweep)
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    entity = entity or api.default_entity
+    path = f"{entity}/{project}" if entity else project
+    filters = {k: v for k, v in (("group", group), ("sweep", sweep)) if v}
+    hint = "Check --project/--entity/--group/--sweep, or run `make demo` to create runs."
+    try:
+        listed = [r for r in api.runs(path, filters=filters) if r.job_type != ANALYSIS_JOB_TYPE]
+    except Exception as err:  # wandb raises CommError/ValueError for unknown projects
+        raise AeLabError(f"Could not list the runs of W&B project '{path}': {err}. {hint}") from err
+    with tempfile.TemporaryDirectory(prefix="ae-lab-scores-") as tmp:
+        raw = [_api_run(run, Path(tmp)) for run in listed]
+    return run_data(raw, project, group, f"W&B API '{path}'", hint)
+
+
+def _api_run(run: Any, tmp: Path) -> RawRun:
+    """A finished run with its history and scores table (downloaded); others without them."""
+    # W&B's summary values are dict-like objects json cannot write: `items()` makes them dicts.
+    summary = flatten(json.loads(json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items()))))
+    raw = RawRun(run.id, run.name, run.group, run.state, dict(run.config), summary)
+    raw.where = getattr(run, "url", "") or run.id
+    name = summary.get(f"{keys.TEST_SCORES}.path")
+    if run.state != "finished" or not name:
+        return raw
+    # `scan_history(keys=...)` yields only rows holding every key, and train/val rows are apart.
+    for key in keys.LOSS_CURVES:
+        raw.history += [dict(r) for r in run.scan_history(keys=[keys.EPOCH, key])]
+    try:
+        run.file(name).download(root=str(tmp / run.id), replace=True)
+        raw.scores = scores_frame(tmp / run.id / name)
+    except Exception as err:  # a missing or malformed file skips this run, not the analysis
+        log.warning(f"run {run.name} ({run.id}): could not read {name}: {err}")
+    return raw
+
+
+def find_run_dirs(offline_dir: str | Path) -> list[Path]:
+    """Run folders (each with one `run-<id>.wandb`) under the `wandb/` folder or its parent."""
+    root = Path(offline_dir)
+    if (root / "wandb").is_dir() and not any(root.glob("offline-run-*")):
+        root = root / "wandb"
+    dirs = [*root.glob("offline-run-*"), *root.glob("run-*")]
+    return sorted(p for p in dirs if p.is_dir() and not p.is_symlink() and any(p.glob("*.wandb")))
+
+
+def read_records(wandb_file: Path) -> list[dict[str, Any]]:
+    """The records of a `.wandb` log as dicts (`{"type": "run" | "history" | ..., ...}`), read by
+    `wandb leet inspect --json`; RuntimeError when the log is unreadable or damaged."""
+    local = Path(sys.executable).parent / "wandb"  # this environment's CLI matches its library
+    exe = str(local) if local.is_file() else shutil.which("wandb")
+    if exe is None:
+        raise AeLabError(NO_READER)
+    cmd = [exe, "leet", "inspect", "--json", str(wandb_file)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if "No such command" in proc.stderr:
+        raise AeLabError(NO_READER)
+    # The reader skips what fails its checksum and says so: such a run is not analysed.
+    if proc.returncode != 0 or "corrupt" in proc.stderr:
+        raise RuntimeError(proc.stderr.strip() or f"exit status {proc.returncode}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def raw_run_from_records(records: list[dict[str, Any]], run_dir: Path) -> RawRun:
+    """Replay the log: the run record, config and summary updates, history rows, the exit record."""
+    info, config, summary, history, exit_code = {}, {}, {}, [], None
+    for rec in records:
+        body = rec.get(rec.get("type", ""), {})
+        if rec["type"] == "run":
+            info = body
+            config.update(body.get("config", {}).get("update", {}))
+        elif rec["type"] == "config":
+            config.update(body.get("update", {}))
+        elif rec["type"] == "summary":
+            summary.update(flatten(body.get("update", {})))
+            for item in body.get("remove", []):
+                summary.pop(item.get("key") or ".".join(item.get("nested_key", [])), None)
+        elif rec["type"] == "history":
+            history.append(body.get("item", {}))
+        elif rec["type"] == "exit":
+            exit_code = int(body.get("exit_code", 0) or 0)
+    if not info:  # W&B buffers records; a process killed early leaves only the file header
+        raise RuntimeError("its log holds no run record (the process died before W&B flushed it)")
+    state = {None: "no exit record: crashed or still running", 0: "finished"}.get(
+        exit_code, f"crashed (exit code {exit_code})"
+    )
+    config.pop("_wandb", None)
+    raw = RawRun(info["run_id"], info.get("display_name") or info["run_id"],
+                 info.get("run_group") or None, state, config, summary, history)  # fmt: skip
+    raw.project, raw.job_type, raw.sweep = info.get("project", ""), info.get("job_type"), info.get("sweep_id")
+    raw.where = str(run_dir)
+    table = run_dir / "files" / str(summary.get(f"{keys.TEST_SCORES}.path"))
+    raw.scores = scores_frame(table) if table.is_file() else None
+    return raw
+
+
+def _read_run_dir(run_dir: Path) -> RawRun | str:
+    """The run of one folder, or why it cannot be read."""
+    wandb_file = next(run_dir.glob("*.wandb"))
+    try:
+        return raw_run_from_records(read_records(wandb_file), run_dir)
+    except (RuntimeError, ValueError) as err:  # damaged log, bad JSON, a table without columns
+        return f"skipped run folder {run_dir}: {wandb_file.name} is unreadable or damaged: {err}"
+
+
+def load_offline_runs(
+    project: str, offline_dir: str | Path | None, group: str | None, sweep: str | None
+) -> RunData:
+    """Every run of `project` (and `group`/`sweep`) under `offline_dir` (default: `$WANDB_DIR/wandb`
+    or `./wandb`)."""
+    root = Path(offline_dir or Path(os.environ.get("WANDB_DIR", ".")) / "wandb")
+    hint = (
+        f"Check --offline-dir (now '{root}': the `wandb/` folder or the folder holding it; train.py "
+        "writes them under $WANDB_DIR, default the current folder) and --project, or run "
+        "`make demo` to create runs."
+    )
+    run_dirs = find_run_dirs(root) if root.is_dir() else []
+    if not run_dirs:
+        raise AeLabError(f"No W&B run folders (offline-run-*/run-*.wandb) under '{root}'. {hint}")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parsed = list(pool.map(_read_run_dir, run_dirs))
+    unreadable = [p for p in parsed if isinstance(p, str)]
+    for problem in unreadable:
+        log.warning(problem)
+    raw = [
+        r
+        for r in parsed
+        if isinstance(r, RawRun)
+        and r.project == project
+        and r.job_type != ANALYSIS_JOB_TYPE
+        and (not group or group in (r.group, (r.config.get("logger") or {}).get("group")))
+        and (not sweep or r.sweep == sweep)
+    ]
+    data = run_data(raw, project, group, f"offline folder '{root}'", hint)
+    data.offline_root = run_dirs[0].parent.parent
+    data.skipped = unreadable + data.skipped
+    return data
+
+
+def scores_frame(path: Path) -> pd.DataFrame:
+    """A `wandb.Table` file (`{"columns": [...], "data": [[...], ...]}`) to the scores frame."""
+    obj = json.loads(path.read_text())
+    df = pd.DataFrame(obj.get("data", []), columns=obj.get("columns", []))
+    missing = [c for c in keys.SCORE_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"table {path} lacks columns {missing}")
+    columns = [*keys.SCORE_COLUMNS, *(["loss"] if "loss" in df else [])]
+    types = {"label": int, "score": float, "l1": float, "l2": float, "ssim": float, "has_mask": bool}
+    return df[columns].astype(types | ({"loss": float} if "loss" in df else {}))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _history(run_id: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """History rows (train and val logged apart) -> one row per epoch, the last value winning."""
+    columns = [keys.EPOCH, *keys.LOSS_CURVES]
+    kept = [{k: r[k] for k in columns if _number(r.get(k))} for r in rows if _number(r.get(keys.EPOCH))]
+    frame = pd.DataFrame(kept, columns=columns).astype({keys.EPOCH: int})
+    frame = frame.groupby(keys.EPOCH, sort=True).last().reset_index()
+    return frame.assign(run_id=run_id)[["run_id", *columns]]
+
+
+def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hint: str) -> RunData:
+    """Check every run, warn once per skipped run, and fill the three frames."""
+    rows, histories, scores, skipped = [], [], [], []
+    for run in raw:
+        reason = f"state '{run.state}'" if run.state != "finished" else None
+        if not reason and (run.scores is None or run.scores.empty):
+            reason = f"no `{keys.TEST_SCORES}` table (was the test stage run?)"
+        if reason:
+            skipped.append(f"skipped run {run.name} ({run.run_id}, {run.where}): {reason}")
+            log.warning(skipped[-1])
+            continue
+        cfg = run.config
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "name": cfg.get("run_name") or run.name,
+                "group": run.group or cfg.get("logger", {}).get("group"),
+                "state": run.state,
+                "model": cfg.get("model", {}).get("name"),
+                "loss": cfg.get("loss", {}).get("name"),
+                "latent_dim": cfg.get("model", {}).get("latent_dim"),
+                "classes": _classes(cfg.get("data", {}).get("categories")),
+            }
+            # Dotted keys are media metadata (`test/scores.nrows`), not metrics.
+            | {
+                k: float(v)
+                for k, v in sorted(run.summary.items())
+                if k.startswith("test/") and "." not in k and _number(v)
+            }
+        )
+        histories.append(_history(run.run_id, run.history))
+        scores.append(run.scores.assign(run_id=run.run_id))
+    if not rows:
+        where = f" group '{group}'" if group else ""
+        raise AeLabError(
+            f"No usable W&B runs in project '{project}'{where} from {source} "
+            f"({len(raw)} run(s) found, {len(skipped)} skipped: crashed, unfinished or without a "
+            f"`{keys.TEST_SCORES}` table). {hint}"
+        )
+    runs = pd.DataFrame(rows).sort_values(
+        ["model", "loss", "latent_dim", "classes", "name"], ignore_index=True
+    )
+    runs.insert(2, "label", _unique_labels(runs))
+    history = pd.concat(histories, ignore_index=True)
+    scores = pd.concat(scores, ignore_index=True)
+    scores = scores[["run_id", *[c for c in scores.columns if c != "run_id"]]]
+    return RunData(runs, history, scores, project, group, source, skipped=skipped)
+
+
+def _classes(categories: Any) -> str | None:
+    """`data.categories` as one string (`cable+screw`); W&B may hand a list or its text."""
+    if isinstance(categories, str):
+        categories = [c.strip(" '\"") for c in categories.strip("[]").split(",")]
+    return "+".join(str(c) for c in categories) if categories else None
+
+
+def _unique_labels(runs: pd.DataFrame) -> list[str]:
+    names = runs["name"].astype(str)
+    if runs["classes"].nunique(dropna=False) > 1:
+        # One model per class (sweeps/grid_per_class.yaml): the class is part of the run's identity.
+        names = names + " [" + runs["classes"].astype(str) + "]"
+    dup = names.duplicated(keep=False)
+    return [f"{n} ({i})" if d else n for n, i, d in zip(names, runs["run_id"], dup, strict=True)]

@@ -1,0 +1,234 @@
+"""Every figure a run, the analysis and the notebook draw, one function each.
+
+Plotly (interactive W&B panels): `error_histograms`, `tsne_figure`, `histogram_grid`; each goes
+through `plain_figure` so W&B's Plotly panel can draw it. Matplotlib (W&B images, the notebook,
+the HTML report; labels in Spanish, the hand-in's language): `loss_curves`, `defect_histograms`,
+`tsne_scatter`, `auroc_heatmap`. Figures use the object-oriented API (`Figure`, no pyplot).
+"""
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from plotly.subplots import make_subplots
+
+from ae_lab import keys
+from ae_lab.metrics import ALL, defect_aurocs
+
+# What each per-image column of the score table measures (English: W&B; Spanish: static figures).
+AXES = {
+    "score": ("image anomaly score (smoothed anomaly map, reduced; conf/scoring)",
+              "puntuación de anomalía"),
+    "loss": ("reconstruction error in the run's own loss", "error en la pérdida de la corrida"),
+    "l1": ("reconstruction error: mean absolute error (L1)", "error L1 de reconstrucción"),
+    "l2": ("reconstruction error: mean squared error (L2)", "error L2 de reconstrucción"),
+    "ssim": ("reconstruction error: 1 - mean SSIM", "1 − SSIM de la reconstrucción"),
+}  # fmt: skip
+LOSS_COLOURS = {"l1": "tab:blue", "l2": "tab:orange", "ssim": "tab:green", "ssim_l1": "tab:red"}
+GOOD_GREY = ("rgb(120,120,120)", "0.55")  # plotly, matplotlib
+DPI = 110
+
+
+# ---- Plotly -------------------------------------------------------------------------------------
+def plain_figure(fig: go.Figure) -> go.Figure:
+    """The same figure with every array as a plain JSON list: plotly >= 6 writes base64 typed
+    arrays (`{"dtype", "bdata"}`), which W&B's Plotly panel draws empty (wandb/wandb#9563)."""
+
+    def plain(obj):
+        if isinstance(obj, dict) and "bdata" in obj and "dtype" in obj:
+            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
+            shape = obj.get("shape")
+            dims = shape.split(",") if isinstance(shape, str) else shape
+            return (arr.reshape([int(d) for d in dims]) if dims else arr).tolist()
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        return [plain(v) for v in obj] if isinstance(obj, list | tuple) else obj
+
+    return go.Figure(plain(fig.to_plotly_json()))
+
+
+def histogram_traces(
+    part: pd.DataFrame, column: str = "score", nbins: int = 30, prefix: str = ""
+) -> list[go.Histogram]:
+    """One class: good images (grey) then one trace per defect type, on shared bins, each as the
+    fraction of its images; the legend gives n and the AUROC of `column` against the good images."""
+    lo, hi = float(part[column].min()), float(part[column].max())
+    size = (hi - lo) / nbins if hi > lo else 1.0
+    aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
+    traces = []
+    for defect in sorted(part["defect"].unique(), key=lambda d: (d != "good", d)):
+        values = part.loc[part["defect"] == defect, column]
+        name = f"{prefix}{defect} (n={len(values)}"
+        name += ")" if defect == "good" else f", AUROC={aurocs[defect]:.3f})"
+        traces.append(
+            go.Histogram(
+                x=values.to_numpy(),
+                name=name,
+                xbins={"start": lo, "end": hi + size, "size": size},
+                histnorm="probability",
+                opacity=0.6,
+                marker_color=GOOD_GREY[0] if defect == "good" else None,
+            )
+        )
+    return traces
+
+
+def error_histograms(
+    scores: pd.DataFrame, nbins: int = 30, column: str = "score"
+) -> dict[str, go.Figure]:
+    """Per class: overlaid histograms of one per-image value, good vs each defect type."""
+    figs = {}
+    for cat, part in scores.groupby("category", sort=True):
+        fig = go.Figure(histogram_traces(part, column, nbins))
+        what = "image anomaly scores" if column == "score" else f"reconstruction error ({column})"
+        fig.update_layout(
+            barmode="overlay",
+            title=f"{cat}: {what}, good vs each defect type",
+            xaxis_title=AXES.get(column, (column,))[0],
+            yaxis_title="fraction of images",
+            legend_title="test images",
+        )
+        figs[cat] = plain_figure(fig)
+    return figs
+
+
+def histogram_grid(runs: pd.DataFrame, scores: pd.DataFrame, title: str) -> go.Figure:
+    """Image score histograms: a column per run (`runs` rows), a row per class."""
+    cats = sorted(scores["category"].unique())
+    titles = [f"{r['label']}: {c}" for c in cats for _, r in runs.iterrows()]
+    fig = make_subplots(rows=len(cats), cols=len(runs), subplot_titles=titles)
+    for j, run_id in enumerate(runs["run_id"]):
+        for i, cat in enumerate(cats):
+            part = scores[(scores["run_id"] == run_id) & (scores["category"] == cat)]
+            for trace in histogram_traces(part, nbins=20, prefix=f"{runs.iloc[j]['label']} {cat}: "):
+                fig.add_trace(trace, row=i + 1, col=j + 1)
+    fig.update_layout(title=title, barmode="overlay", height=260 * len(cats) + 120)
+    return plain_figure(fig)
+
+
+def tsne_figure(
+    table: pd.DataFrame, color: str = "category", symbol: str | None = None, title: str = ""
+) -> go.Figure:
+    """Interactive scatter of a `tsne_table`; hover shows the image path and defect type."""
+    df = table.copy()
+    if "label" in df:
+        df["status"] = np.where(df["label"] == 1, "defective", "good")
+    hover = [c for c in ("category", "defect", "path") if c in df]
+    fig = px.scatter(df, x="x", y="y", color=color, symbol=symbol, hover_data=hover, title=title)
+    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig.update_layout(xaxis_title="t-SNE 1", yaxis_title="t-SNE 2", legend_title=color)
+    return plain_figure(fig)
+
+
+# ---- Matplotlib ---------------------------------------------------------------------------------
+def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure:
+    """One architecture: left, `train/loss` (solid) and `val/loss` (dashed) of each loss function
+    on a log axis (each loss has its own scale); right, `val/l1`, the same error for every run."""
+    fig = Figure(figsize=(11, 4.2), dpi=DPI, layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for _, run in runs[runs["model"] == model].sort_values("loss").iterrows():
+        h = history[history["run_id"] == run["run_id"]].sort_values(keys.EPOCH)
+        colour = LOSS_COLOURS.get(str(run["loss"]))
+        for key, style, what in ((keys.TRAIN_LOSS, "-", "entren."), (keys.VAL_LOSS, "--", "val.")):
+            pts = h[[keys.EPOCH, key]].dropna()
+            left.plot(pts[keys.EPOCH], pts[key], style, color=colour, marker=".",
+                      label=f"{run['loss']} ({what})")  # fmt: skip
+        pts = h[[keys.EPOCH, keys.VAL_L1]].dropna()
+        right.plot(pts[keys.EPOCH], pts[keys.VAL_L1], color=colour, marker=".", label=run["loss"])
+    left.set_yscale("log")
+    left.set(xlabel="época", ylabel="pérdida (escala de cada función, log)",
+             title="Pérdida de entrenamiento (continua) y validación (discontinua)")  # fmt: skip
+    right.set(xlabel="época", ylabel="error L1 medio de validación",
+              title="val/l1: el mismo error para las cuatro pérdidas")  # fmt: skip
+    left.legend(fontsize=8, ncol=2)
+    right.legend(fontsize=8, title="pérdida")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Arquitectura {model}: curvas de pérdida de las cuatro funciones de pérdida")
+    return fig
+
+
+def defect_histograms(
+    scores: pd.DataFrame, category: str, column: str = "score", per_row: int = 4, bins: int = 15
+) -> Figure:
+    """One class: a panel per defect type, its images (red) against the class's good images (grey)
+    on the same bins, as fractions of each group; the panel title gives the defect's AUROC."""
+    part = scores[scores["category"] == category]
+    defects = sorted(set(part["defect"]) - {"good"})
+    aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
+    good = part.loc[part["defect"] == "good", column].to_numpy()
+    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=bins)
+    axis = AXES.get(column, ("", column))[1]
+    cols = max(1, min(per_row, len(defects)))
+    rows = max(1, math.ceil(len(defects) / cols))
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows + 0.6), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
+    for ax, defect in zip(axes, defects, strict=False):
+        values = part.loc[part["defect"] == defect, column].to_numpy()
+        for data, colour, name in ((good, GOOD_GREY[1], "buenas"), (values, "tab:red", defect)):
+            weights = np.full(len(data), 1 / max(1, len(data)))
+            ax.hist(data, bins=edges, weights=weights, color=colour, alpha=0.6,
+                    label=f"{name} (n={len(data)})")  # fmt: skip
+        ax.set_title(f"{defect}: AUROC {aurocs.get(defect, math.nan):.2f}", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.set_xlabel(axis, fontsize=8)
+        ax.set_ylabel("fracción de imágenes", fontsize=8)
+    for ax in axes[len(defects) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"{category}: {axis}, buenas contra cada defecto")
+    return fig
+
+
+def tsne_scatter(table: pd.DataFrame, title: str) -> Figure:
+    """An `tsne_table` (x, y, category) as a scatter, one colour per class."""
+    fig = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for i, (cat, part) in enumerate(table.groupby("category", sort=True)):
+        ax.scatter(part["x"], part["y"], s=14, alpha=0.8, color=f"C{i}", label=f"{cat} ({len(part)})")
+    ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
+    ax.legend(title="clase", fontsize=8)
+    return fig
+
+
+def auroc_heatmap(table: pd.DataFrame) -> Figure:
+    """The AUROC table (rows class/defect, columns runs) on a fixed 0-1 scale centred on 0.5
+    (chance), so 0.19, 0.5 and 0.9 look different; values written in each cell."""
+    values = table.drop(columns=["best_run"], errors="ignore").astype(float)
+    labels = [f"{c} / {'(toda la clase)' if d == ALL else d}" for c, d in values.index]
+    size = (1.1 * len(values.columns) + 3.5, 0.32 * len(values) + 1.8)
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(values.to_numpy(), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(values.columns)), list(values.columns), rotation=35, ha="right")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for (i, j), v in np.ndenumerate(values.to_numpy()):
+        if not math.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="AUROC (0.5 = azar)")
+    ax.set_title("AUROC por imagen, por clase y defecto")
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path | io.BytesIO) -> None:
+    """Write the figure as PNG (to a file, made with its folder, or a buffer)."""
+    if isinstance(path, str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+
+
+def wandb_image(fig: Figure, caption: str | None = None):
+    """The figure as a `wandb.Image` (a PNG rendered here, so W&B needs no matplotlib hook)."""
+    import wandb
+    from PIL import Image
+
+    buf = io.BytesIO()
+    save_png(fig, buf)
+    return wandb.Image(Image.open(buf), caption=caption)
