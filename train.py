@@ -16,9 +16,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ae_lab.entrypoint import run_cli
 from ae_lab.overrides import exit_on_unknown_key, hydra_argv
-from ae_lab.training import train
+from ae_lab.training import run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-import ae_lab.entrypoint  # noqa: F401  (registers the `${ae_lab.uid:}` resolver of conf/config.yaml)
+import ae_lab.training  # noqa: F401  (registers the `${ae_lab.uid:}` resolver of conf/config.yaml)
 from ae_lab.overrides import hydra_argv
 from tests.compose import CONF_DIR, tiny_overrides
 from tests.test_sweeps import inspect_run

@@ -14,11 +14,9 @@ from PIL import Image
 
 from ae_lab.data import synthetic
 from ae_lab.data.datamodule import MVTecDataModule
-from ae_lab.data.synthetic import generate, is_complete, read_marker
-from ae_lab.data.synthetic.generic import GENERIC_DEFECTS
+from ae_lab.data.synthetic import MASK_THRESHOLD, generate, is_complete, read_marker, render_sample
 from ae_lab.data.synthetic.nuisances import ODD_EXTRA
-from ae_lab.data.synthetic.objects import design_for
-from ae_lab.data.synthetic.render import MASK_THRESHOLD, render_sample
+from ae_lab.data.synthetic.objects import GENERIC_DEFECTS, design_for
 from ae_lab.errors import AeLabError
 
 CATS = ("cable", "capsule", "screw", "transistor", "widget")
@@ -104,7 +102,7 @@ def test_masks_cover_exactly_what_the_defect_changed() -> None:
         design = design_for(cat)
         for d_idx, defect in enumerate(design.defects):
             key = [1, d_idx, 7]
-            clean, _ = render_sample(design, 64, key, None, set())
+            clean, _ = render_sample(design, 64, key, "good", set())
             dirty, mask = render_sample(design, 64, key, defect, set())
             diff = np.abs(clean.astype(int) - dirty.astype(int)).max(-1)
             # Same pose, look and camera noise: outside the mask only sub-threshold changes.

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from ae_lab.evaluation.latents import tsne_2d, tsne_perplexity, tsne_table
+from ae_lab.callbacks import tsne_2d, tsne_perplexity, tsne_table
 from ae_lab.figures.images import (
     INFERNO_LUT,
     anomaly_strip,
@@ -16,7 +16,7 @@ from ae_lab.figures.images import (
     to_uint8,
 )
 from ae_lab.figures.interactive import error_histogram, error_histograms, plain_figure, tsne_figure
-from ae_lab.tracking.selection import round_robin, select_test, select_val
+from ae_lab.callbacks import round_robin, select_test, select_val
 
 
 def test_to_uint8_range_layout_and_gray():

@@ -31,7 +31,7 @@ from ae_lab.figures import (
     wandb_image,
 )
 from ae_lab.report.results import interval_table
-from ae_lab.tracking.mode import has_wandb_credentials
+from ae_lab.callbacks import has_wandb_credentials
 
 
 @dataclass

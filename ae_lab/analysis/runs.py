@@ -30,7 +30,7 @@ import pandas as pd
 from ae_lab import keys
 from ae_lab.errors import AeLabError
 from ae_lab.flatten import flatten
-from ae_lab.tracking.mode import has_wandb_credentials
+from ae_lab.callbacks import has_wandb_credentials
 
 log = logging.getLogger("ae_lab.analysis")
 ANALYSIS_JOB_TYPE = "analysis"

@@ -11,7 +11,7 @@ imprint), `screw` (grayscale, saved as 'L' like MVTec's screw) and `transistor` 
 board) are hand-made; any other name gets a procedural object fixed by the name's CRC32. Each
 category has 2-4 defect types with MVTec names (see `objects.design_for`). A test set is about
 1/3 good, the rest spread evenly over the defect types. Masks are exactly the pixels the defect
-changed by more than `render.MASK_THRESHOLD`, found by diffing against the clean render.
+changed by more than `MASK_THRESHOLD`, found by diffing against the clean render.
 
 Natural variation on every image: shift up to 4 px (at 256 px), rotation up to 3 degrees, scale
 +-2%, part colour jitter, per-channel gain +-3%, brightness +-5%, Gaussian sensor noise
@@ -31,8 +31,6 @@ Each category folder carries a `.synthetic` stamp; a folder without one (real da
 replaced.
 """
 
-from __future__ import annotations
-
 import json
 import shutil
 import uuid
@@ -43,14 +41,18 @@ from pathlib import Path
 import numpy as np
 
 from ae_lab.data.synthetic import nuisances
+from ae_lab.data.synthetic.draw import Canvas
 from ae_lab.data.synthetic.objects import Design, design_for
-from ae_lab.data.synthetic.render import render_sample
 from ae_lab.data.table import DEFAULT_CATEGORIES
 from ae_lab.errors import AeLabError
 
 MARKER = "synthetic.json"
 OWNER = ".synthetic"  # in each category folder
 FORMAT_VERSION = 1
+# A pixel belongs to the defect when the defect changed it by more than this (0..1 scale):
+# well above antialiasing round-off, well below any defect's contrast.
+MASK_THRESHOLD = 0.06
+MAX_DEFECT_TRIES = 8
 
 
 def _params(categories, n_train, n_test, seed, image_size) -> dict:
@@ -68,68 +70,82 @@ def _params(categories, n_train, n_test, seed, image_size) -> dict:
             f"small: need n_train >= 1, n_test >= {most + 1} (one good image plus one per defect "
             "type of these categories) and image_size >= 32."
         )
-    return dict(
-        categories=categories,
-        n_train=int(n_train),
-        n_test=int(n_test),
-        seed=int(seed),
-        image_size=int(image_size),
-    )
-
-
-def _split_counts(design: Design, n_test: int) -> tuple[int, dict[str, int]]:
-    n_good = max(1, round(n_test / 3))
-    n_good = min(n_good, n_test - len(design.defects))
-    per, extra = divmod(n_test - n_good, len(design.defects))
-    return n_good, {d: per + (i < extra) for i, d in enumerate(design.defects)}
+    sizes = {"n_train": n_train, "n_test": n_test, "seed": seed, "image_size": image_size}
+    return {"categories": categories} | {k: int(v) for k, v in sizes.items()}
 
 
 def _ours(folder: Path) -> bool:
     return (folder / OWNER).is_file()
 
 
+def render_sample(
+    design: Design, size: int, key: list[int], defect: str | None, kinds: set[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One image as [H, W, C] uint8 (C = 1 for grayscale designs) and, for a defect (not "good"),
+    its [H, W] bool mask. `key` seeds every random stream, so the same key gives the same bytes."""
+    pose_rng, defect_rng, camera_rng = (np.random.default_rng([*key, s]) for s in range(3))
+    shift, angle = nuisances.pose(pose_rng, size, large="pose" in kinds)
+    scale = float(pose_rng.uniform(0.98, 1.02))
+
+    def draw(kind: str | None) -> np.ndarray:
+        canvas = Canvas(size, shift, angle, scale)
+        # The look stream restarts for every render so clean and defective share everything else.
+        design.draw(canvas, np.random.default_rng([*key, 9]), kind, defect_rng)
+        return np.clip(canvas.img, 0, 1)
+
+    img, mask = draw(None), None
+    if defect != "good":
+        clean, best = img, -1
+        # Redraw a defect that came out too small (e.g. mostly off the part) with fresh parameters.
+        for _ in range(MAX_DEFECT_TRIES):
+            candidate = draw(defect)
+            changed = np.abs(candidate - clean).max(-1) > MASK_THRESHOLD
+            if changed.sum() > best:
+                img, mask, best = candidate, changed, int(changed.sum())
+            if best >= max(3, round(size * size * 0.00025)):
+                break
+        if best == 0:
+            raise RuntimeError(f"{design.name}/{defect}: the defect changed no pixel at {size} px")
+    if design.grayscale:
+        img = img.mean(-1, keepdims=True)
+    camera = nuisances.photograph(img, camera_rng, illumination="illumination" in kinds)
+    return camera, mask
+
+
 def _write_category(root: Path, category: str, p: dict) -> dict:
     design, size, seed = design_for(category), p["image_size"], p["seed"]
-    n_good, per_defect = _split_counts(design, p["n_test"])
+    n_good = min(max(1, round(p["n_test"] / 3)), p["n_test"] - len(design.defects))
+    per, extra = divmod(p["n_test"] - n_good, len(design.defects))
     cat_key = zlib.crc32(category.encode())
-    train_k, test_k = nuisances.assign(
-        np.random.default_rng([seed, cat_key, 7]),
-        p["n_train"],
-        n_good,
-        p["n_test"] - n_good,
-        color=not design.grayscale,
-    )
-    jobs = [("train", "good", i, train_k[i]) for i in range(p["n_train"])]
-    jobs += [("test", "good", i, test_k[i]) for i in range(n_good)]
-    t = n_good
-    for defect, n in per_defect.items():
-        jobs += [("test", defect, i, test_k[t + i]) for i in range(n)]
-        t += n
+    rng = np.random.default_rng([seed, cat_key, 7])
+    train_k, test_k = nuisances.assign(rng, p["n_train"], n_good, p["n_test"] - n_good, design)
+    # (split, defect, nuisance kinds of each image); test_k lists good, then each defect in turn
+    groups = [("train", "good", train_k), ("test", "good", test_k[:n_good])]
+    for i, defect in enumerate(design.defects):
+        n = per + (i < extra)
+        groups.append(("test", defect, test_k[n_good : n_good + n]))
+        n_good += n
     (root / category).mkdir(parents=True)
     # Marks the folder as generated, so a rerun may replace it (and never real data).
     (root / category / OWNER).write_text(json.dumps(p))
     carried: dict[str, list[str]] = {}
-    for split, defect, i, kinds in jobs:
+    for split, defect, kinds_of in groups:
         folder = root / category / split / defect
-        folder.mkdir(parents=True, exist_ok=True)
+        masks = root / category / "ground_truth" / defect
+        folder.mkdir(parents=True)
+        if defect != "good":
+            masks.mkdir(parents=True)
         d_idx = 0 if defect == "good" else 1 + design.defects.index(defect)
-        key = [seed, cat_key, int(split == "test"), d_idx, i]
-        img, mask = render_sample(design, size, key, None if defect == "good" else defect, kinds)
-        mask_dir = root / category / "ground_truth" / defect
-        if mask is not None:
-            mask_dir.mkdir(parents=True, exist_ok=True)
-        path = nuisances.save(folder / f"{i:03d}", img, mask, mask_dir / f"{i:03d}", kinds)
-        if kinds:
-            carried[path.relative_to(root).as_posix()] = sorted(kinds)
-    return {
-        "defects": list(design.defects),
-        "counts": {
-            "train/good": p["n_train"],
-            "test/good": n_good,
-            **{f"test/{d}": n for d, n in per_defect.items()},
-        },
-        "nuisances": carried,
-    }
+        for i, kinds in enumerate(kinds_of):
+            key = [seed, cat_key, int(split == "test"), d_idx, i]
+            img, mask = render_sample(design, size, key, defect, kinds)
+            path = nuisances.save(
+                folder / f"{i:03d}", img, mask, masks / f"{i:03d}_mask.png", kinds
+            )
+            if kinds:
+                carried[path.relative_to(root).as_posix()] = sorted(kinds)
+    counts = {f"{split}/{defect}": len(kinds_of) for split, defect, kinds_of in groups}
+    return {"defects": list(design.defects), "counts": counts, "nuisances": carried}
 
 
 def generate(
@@ -183,9 +199,8 @@ def generate(
 
 def read_marker(out_dir: str | Path) -> dict | None:
     """The parsed `synthetic.json` of a complete dataset, or None."""
-    marker = Path(out_dir).expanduser() / MARKER
     try:
-        return json.loads(marker.read_text())
+        return json.loads((Path(out_dir).expanduser() / MARKER).read_text())
     except (OSError, ValueError):
         return None
 
@@ -207,21 +222,12 @@ def is_complete(
     image_size: int = 256,
 ) -> bool:
     """True only if `out_dir` holds a finished dataset generated with these parameters for (at
-    least) these categories: a set of four classes serves a run on one of them."""
-    record = read_marker(out_dir)
-    if record is None:
-        return False
-    try:
-        wanted = _params(categories, n_train, n_test, seed, image_size)
-    except AeLabError:
-        return False
+    least) these categories: a set of four classes serves a run on one of them. Raises
+    AeLabError for parameters `generate` would refuse."""
+    record = read_marker(out_dir) or {}
+    wanted = _params(categories, n_train, n_test, seed, image_size)
+    have = record.get("params", {}).get("categories", [])
     root = Path(out_dir).expanduser()
-    have = set(record.get("params", {}).get("categories", []))
-    return (
-        _same_settings(record, wanted)
-        and set(wanted["categories"]) <= have
-        and all((root / c).is_dir() for c in wanted["categories"])
+    return _same_settings(record, wanted) and all(
+        c in have and (root / c).is_dir() for c in wanted["categories"]
     )
-
-
-__all__ = ["DEFAULT_CATEGORIES", "generate", "is_complete", "read_marker"]

@@ -1,7 +1,5 @@
 """CLI: `python -m ae_lab.data.synthetic OUT_DIR [--categories ...] [--n-train N] ...`."""
 
-from __future__ import annotations
-
 import argparse
 import sys
 import time
@@ -9,8 +7,13 @@ import time
 from ae_lab.data.synthetic import DEFAULT_CATEGORIES, generate, is_complete, read_marker
 from ae_lab.errors import AeLabError
 
+CATEGORIES_HELP = (
+    "category names; cable, capsule, screw and transistor have hand-made looks, any other name "
+    "gets a procedural object derived from the name"
+)
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ae_lab.data.synthetic",
         description="Generate a synthetic dataset in MVTec AD's folder layout "
@@ -19,50 +22,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "Same arguments give byte-identical files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="dataset root to write into")
-    parser.add_argument(
-        "--categories",
-        nargs="+",
-        default=list(DEFAULT_CATEGORIES),
-        help="category names; cable, capsule, screw and transistor have hand-made looks, any "
-        "other name gets a procedural object derived from the name",
-    )
-    parser.add_argument(
-        "--n-train", type=int, default=220, help="good training images per category"
-    )
-    parser.add_argument(
-        "--n-test", type=int, default=120, help="test images per category (about 1/3 good)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--image-size", type=int, default=256, help="image side in pixels")
-    parser.add_argument(
-        "--force", action="store_true", help="regenerate even if OUT_DIR is already complete"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    params = dict(
-        categories=args.categories,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        seed=args.seed,
-        image_size=args.image_size,
-    )
+    add = parser.add_argument
+    add("out_dir", metavar="OUT_DIR", help="dataset root to write into")
+    add("--categories", nargs="+", default=list(DEFAULT_CATEGORIES), help=CATEGORIES_HELP)
+    add("--n-train", type=int, default=220, help="good training images per category")
+    add("--n-test", type=int, default=120, help="test images per category (about 1/3 good)")
+    add("--seed", type=int, default=0, help="random seed")
+    add("--image-size", type=int, default=256, help="image side in pixels")
+    add("--force", action="store_true", help="regenerate even if OUT_DIR is already complete")
+    params = vars(parser.parse_args(argv))
+    out, force = params.pop("out_dir"), params.pop("force")
     try:
-        if not args.force and is_complete(args.out_dir, **params):
-            print(f"{args.out_dir} is already complete for these parameters (use --force to redo).")
-            out = args.out_dir
+        if not force and is_complete(out, **params):
+            print(f"{out} is already complete for these parameters (use --force to redo).")
         else:
             start = time.perf_counter()
-            out = generate(args.out_dir, **params)
+            out = generate(out, **params)
             print(f"Generated in {time.perf_counter() - start:.1f} s.")
     except AeLabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    record = read_marker(out) or {}
-    for category, info in record.get("categories", {}).items():
+    for category, info in read_marker(out)["categories"].items():
         counts = ", ".join(f"{k} {n}" for k, n in info["counts"].items())
         print(f"  {category}: {counts}; {len(info['nuisances'])} files with nuisances")
     print(f"Wrote {out} (details in {out}/synthetic.json)")

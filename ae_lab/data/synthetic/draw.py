@@ -2,41 +2,34 @@
 
 Coordinates are normalised: the image spans [-1, 1] on both axes, `v` points down. A shape is a
 callable `sdf(u, v) -> distance` (negative inside) that works on scalars and arrays alike, so the
-same closure draws the shape and answers "is this point inside?" when placing defects. Shapes
-built by these helpers carry a bounding box (`.bbox`), so drawing one only touches the pixels
-around it; that keeps a 256 px image at a few milliseconds.
+same closure draws the shape and answers "is this point inside?" when placing defects. Every shape
+carries a bounding box `.bbox` = (u0, v0, u1, v1) in its own frame, so drawing one only touches
+the pixels around it; that keeps a 256 px image at a few milliseconds.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
 
 import numpy as np
 
 Sdf = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Window = tuple[slice, slice]
 
 
-def _shape(fn, bbox) -> Sdf:
-    fn.bbox = bbox  # (u0, v0, u1, v1) in the shape's own frame, or None for "anywhere"
+def shape(fn: Callable, bbox: tuple[float, float, float, float]) -> Sdf:
+    """`fn` as a shape with bounding box `bbox`."""
+    fn.bbox = bbox
     return fn
 
 
-def bounds(s) -> tuple[float, float, float, float] | None:
-    return getattr(s, "bbox", None)
-
-
 def circle(cx: float, cy: float, r: float) -> Sdf:
-    return _shape(lambda u, v: np.hypot(u - cx, v - cy) - r, (cx - r, cy - r, cx + r, cy + r))
+    return shape(lambda u, v: np.hypot(u - cx, v - cy) - r, (cx - r, cy - r, cx + r, cy + r))
 
 
 def ellipse(cx: float, cy: float, a: float, b: float) -> Sdf:
     # Not an exact distance, but close enough near the boundary for 1-px antialiasing.
     fn = lambda u, v: (np.hypot((u - cx) / a, (v - cy) / b) - 1.0) * min(a, b)  # noqa: E731
-    return _shape(fn, (cx - a, cy - b, cx + a, cy + b))
+    return shape(fn, (cx - a, cy - b, cx + a, cy + b))
 
 
 def box(cx: float, cy: float, hw: float, hh: float, r: float = 0.0) -> Sdf:
@@ -48,7 +41,7 @@ def box(cx: float, cy: float, hw: float, hh: float, r: float = 0.0) -> Sdf:
         outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
         return outside + np.minimum(np.maximum(qx, qy), 0.0) - r
 
-    return _shape(sdf, (cx - hw, cy - hh, cx + hw, cy + hh))
+    return shape(sdf, (cx - hw, cy - hh, cx + hw, cy + hh))
 
 
 def segment(ax: float, ay: float, bx: float, by: float, r: float) -> Sdf:
@@ -60,7 +53,7 @@ def segment(ax: float, ay: float, bx: float, by: float, r: float) -> Sdf:
         t = np.clip(((u - ax) * dx + (v - ay) * dy) / len2, 0.0, 1.0)
         return np.hypot(u - ax - t * dx, v - ay - t * dy) - r
 
-    return _shape(sdf, (min(ax, bx) - r, min(ay, by) - r, max(ax, bx) + r, max(ay, by) + r))
+    return shape(sdf, (min(ax, bx) - r, min(ay, by) - r, max(ax, bx) + r, max(ay, by) + r))
 
 
 def polyline(points: list[tuple[float, float]], r: float) -> Sdf:
@@ -74,41 +67,44 @@ def union(*sdfs: Sdf) -> Sdf:
             out = np.minimum(out, s(u, v))
         return out
 
-    boxes = [bounds(s) for s in sdfs]
-    if any(b is None for b in boxes):
-        return _shape(sdf, None)
+    boxes = [s.bbox for s in sdfs]
     lo, hi = np.min(boxes, 0), np.max(boxes, 0)
-    return _shape(sdf, (lo[0], lo[1], hi[2], hi[3]))
+    return shape(sdf, (lo[0], lo[1], hi[2], hi[3]))
 
 
 def intersect(a: Sdf, b: Sdf) -> Sdf:
-    ba, bb = bounds(a), bounds(b)
-    box_ = ba or bb
-    if ba and bb:
-        box_ = (max(ba[0], bb[0]), max(ba[1], bb[1]), min(ba[2], bb[2]), min(ba[3], bb[3]))
-    return _shape(lambda u, v: np.maximum(a(u, v), b(u, v)), box_)
+    ba, bb = a.bbox, b.bbox
+    bbox = (max(ba[0], bb[0]), max(ba[1], bb[1]), min(ba[2], bb[2]), min(ba[3], bb[3]))
+    return shape(lambda u, v: np.maximum(a(u, v), b(u, v)), bbox)
 
 
 def subtract(a: Sdf, b: Sdf) -> Sdf:
-    return _shape(lambda u, v: np.maximum(a(u, v), -b(u, v)), bounds(a))
+    return shape(lambda u, v: np.maximum(a(u, v), -b(u, v)), a.bbox)
 
 
 def translated(s: Sdf, dx: float, dy: float) -> Sdf:
-    b = bounds(s)
-    box_ = None if b is None else (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy)
-    return _shape(lambda u, v: s(u - dx, v - dy), box_)
+    b = s.bbox
+    return shape(lambda u, v: s(u - dx, v - dy), (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy))
 
 
 def rotated(s: Sdf, cx: float, cy: float, angle: float) -> Sdf:
     """`s` rotated by `angle` radians around (cx, cy)."""
     c, si = np.cos(angle), np.sin(angle)
     fn = lambda u, v: s(cx + c * (u - cx) + si * (v - cy), cy - si * (u - cx) + c * (v - cy))  # noqa: E731
-    b = bounds(s)
-    if b is None:
-        return _shape(fn, None)
+    b = s.bbox
     corners = np.array([(b[0], b[1]), (b[2], b[1]), (b[0], b[3]), (b[2], b[3])]) - (cx, cy)
     pts = corners @ np.array([[c, si], [-si, c]]) + (cx, cy)
-    return _shape(fn, (*pts.min(0), *pts.max(0)))
+    return shape(fn, (*pts.min(0), *pts.max(0)))
+
+
+def sample_inside(rng: np.random.Generator, region: Sdf, margin: float, tries: int = 200):
+    """A random point (u, v) at least `margin` inside `region` (searched in its bounding box)."""
+    b = region.bbox
+    pts = rng.uniform((b[0], b[1]), (b[2], b[3]), size=(tries, 2))
+    d = region(pts[:, 0], pts[:, 1])
+    ok = np.flatnonzero(d < -margin)
+    i = ok[0] if ok.size else int(np.argmin(d))
+    return float(pts[i, 0]), float(pts[i, 1])
 
 
 @cache
@@ -133,32 +129,26 @@ def _affine(shift, angle: float, scale: float) -> np.ndarray:
     )
 
 
-@dataclass
 class Canvas:
     """An [H, W, 3] float image in [0, 1] and the frames to draw in.
 
-    `u, v`: object frame (the part under inspection, posed by shift, rotation, scale);
-    `su, sv`: scene frame (the fixture under it; equals the object frame until `move`);
-    `x, y`: camera frame (lighting). `px` is one pixel in object units.
+    The object is shifted by `shift` (normalised units), rotated by `angle` radians and scaled by
+    `scale`. `u, v`: object frame (the part under inspection); `su, sv`: scene frame (the fixture
+    under it; equals the object frame until `move`); `x, y`: camera frame (lighting).
+    `px` is one pixel in object units.
     """
 
-    size: int
-    scene_to_image: np.ndarray
-    px: float
-    img: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.x, self.y = _grid(self.size)
-        self.object_to_image = self.scene_to_image
-        self.su, self.sv = self._frame(self.scene_to_image)
-        self.u, self.v = self.su, self.sv
-        self.img = np.zeros((self.size, self.size, 3), np.float32)
+    def __init__(self, size: int, shift: tuple[float, float], angle: float, scale: float) -> None:
+        self.size, self.px = size, 2.0 / size / scale
+        self.x, self.y = _grid(size)
+        self.scene_to_image = self.object_to_image = _affine(shift, angle, scale)
+        self.su, self.sv = self.u, self.v = self._frame(self.scene_to_image)
+        self.img = np.zeros((size, size, 3), np.float32)
 
     def _frame(self, to_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = np.linalg.inv(to_image).astype(np.float32)
-        return m[0, 0] * self.x + m[0, 1] * self.y + m[0, 2], m[1, 0] * self.x + m[
-            1, 1
-        ] * self.y + m[1, 2]
+        u = m[0, 0] * self.x + m[0, 1] * self.y + m[0, 2]
+        return u, m[1, 0] * self.x + m[1, 1] * self.y + m[1, 2]
 
     def move(self, shift: tuple[float, float], angle: float) -> None:
         """Displace the object frame relative to the scene (e.g. a misplaced part)."""
@@ -169,25 +159,17 @@ class Canvas:
         """Fill with `color`, darker towards the corners like a real lens (`strength` at r=1)."""
         np.multiply(np.asarray(color, np.float32), _falloff(self.size, strength), out=self.img)
 
-    def window(self, sdf: Sdf, scene: bool = False) -> Window | None:
-        """Pixel rows/cols that can be inside `sdf` (None when none can)."""
-        b = bounds(sdf)
-        if b is None:
-            return slice(None), slice(None)
+    def fill(self, sdf: Sdf, color, opacity: float = 1.0, scene: bool = False) -> None:
+        """Blend `color` over the inside of `sdf` with a 1-px antialiased edge. `color` is an RGB
+        triple or a function `(u, v, img) -> [h, w, 1 or 3]` of the window's coordinates/pixels."""
+        b = sdf.bbox  # only the pixel rows/cols that can be inside `sdf`
         m = self.scene_to_image if scene else self.object_to_image
         pts = m @ np.array([[b[0], b[2], b[0], b[2]], [b[1], b[1], b[3], b[3]], [1, 1, 1, 1]])
         lo = np.floor((pts[:2].min(1) + 1) / 2 * self.size - 2).astype(int).clip(0, self.size)
         hi = np.ceil((pts[:2].max(1) + 1) / 2 * self.size + 3).astype(int).clip(0, self.size)
         if (hi <= lo).any():
-            return None
-        return slice(lo[1], hi[1]), slice(lo[0], hi[0])
-
-    def fill(self, sdf: Sdf, color, opacity: float = 1.0, scene: bool = False) -> None:
-        """Blend `color` over the inside of `sdf` with a 1-px antialiased edge. `color` is an RGB
-        triple or a function `(u, v, img) -> [h, w, 1 or 3]` of the window's coordinates/pixels."""
-        win = self.window(sdf, scene)
-        if win is None:
             return
+        win = slice(lo[1], hi[1]), slice(lo[0], hi[0])
         u, v = (self.su, self.sv) if scene else (self.u, self.v)
         u, v = u[win], v[win]
         alpha = np.clip(0.5 - sdf(u, v) / self.px, 0.0, 1.0).astype(np.float32)
@@ -196,19 +178,3 @@ class Canvas:
         img = self.img[win]
         col = color(u, v, img) if callable(color) else np.asarray(color, np.float32)
         img += alpha[..., None] * (col - img)
-
-
-def make_canvas(size: int, shift: tuple[float, float], angle: float, scale: float) -> Canvas:
-    """Canvas for a square `size`-px image whose object is shifted by `shift` (normalised
-    units), rotated by `angle` radians and scaled by `scale`."""
-    return Canvas(size, _affine(shift, angle, scale), px=2.0 / size / scale)
-
-
-def sample_inside(rng: np.random.Generator, region: Sdf, margin: float, tries: int = 200):
-    """A random point (u, v) at least `margin` inside `region` (searched in its bounding box)."""
-    b = bounds(region) or (-1.0, -1.0, 1.0, 1.0)
-    pts = rng.uniform((b[0], b[1]), (b[2], b[3]), size=(tries, 2))
-    d = region(pts[:, 0], pts[:, 1])
-    ok = np.flatnonzero(d < -margin)
-    i = ok[0] if ok.size else int(np.argmin(d))
-    return float(pts[i, 0]), float(pts[i, 1])

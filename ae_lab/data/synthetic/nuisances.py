@@ -5,8 +5,6 @@ flag them. Each is given to a fixed share of the files (at least one file per sp
 applies) so that the analysis can check scores on them. See `KINDS` for what each one does.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +20,7 @@ KINDS = {
     "rgba": "colour categories only: saved as an RGBA PNG (alpha 255 everywhere)",
     "odd_size": "saved at (image_size + 13) x image_size px (width x height), its mask too",
 }
-RATES = {
-    "illumination": 0.08,
-    "pose": 0.08,
-    "jpeg": 0.04,
-    "grayscale": 0.02,
-    "rgba": 0.02,
-    "odd_size": 0.02,
-}
+RATES = dict(illumination=0.08, pose=0.08, jpeg=0.04, grayscale=0.02, rgba=0.02, odd_size=0.02)
 SCENE_KINDS = ("illumination", "pose")  # change the picture: drawn per test subset
 FILE_KINDS = ("jpeg", "grayscale", "rgba", "odd_size")  # change the file: mutually exclusive
 ODD_EXTRA = 13
@@ -40,10 +31,11 @@ def _count(kind: str, n: int) -> int:
 
 
 def assign(
-    rng: np.random.Generator, n_train: int, n_good: int, n_defective: int, color: bool
+    rng: np.random.Generator, n_train: int, n_good: int, n_defective: int, design
 ) -> tuple[list[set[str]], list[set[str]]]:
-    """Nuisance kinds of each train image and each test image (test order: good, then defective)."""
-    file_kinds = [k for k in FILE_KINDS if color or k not in ("grayscale", "rgba")]
+    """Nuisance kinds of each train image and each test image (test order: good, then defective);
+    grayscale designs get no grayscale/rgba files."""
+    file_kinds = [k for k in FILE_KINDS if not design.grayscale or k not in ("grayscale", "rgba")]
 
     def file_nuisances(n: int) -> list[set[str]]:
         out: list[set[str]] = [set() for _ in range(n)]
@@ -92,27 +84,18 @@ def photograph(img: np.ndarray, rng: np.random.Generator, illumination: bool) ->
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def save(
-    stem: Path, img: np.ndarray, mask: np.ndarray | None, mask_stem: Path | None, kinds: set[str]
-) -> Path:
-    """Write image (and mask `<mask_stem>_mask.png`) applying the file nuisances; returns the image
-    path. `img`: [H, W, C] uint8 (C = 1 or 3); `mask`: [H, W] bool."""
+def save(stem: Path, img: np.ndarray, mask: np.ndarray | None, mask_path: Path, kinds: set[str]):
+    """Write image `stem`.png/.jpg (and `mask_path` when there is a mask) applying the file
+    nuisances; returns the image path. `img`: [H, W, C] uint8 (C = 1 or 3); `mask`: [H, W] bool."""
     image = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-    if "grayscale" in kinds:
-        image = image.convert("L")
-    elif "rgba" in kinds:
-        image = image.convert("RGBA")
-    size = (image.width + ODD_EXTRA, image.height)
-    if "odd_size" in kinds:
-        image = image.resize(size, Image.Resampling.BILINEAR)
+    if "grayscale" in kinds or "rgba" in kinds:
+        image = image.convert("L" if "grayscale" in kinds else "RGBA")
+    odd_size = (image.width + ODD_EXTRA, image.height) if "odd_size" in kinds else None
+    if odd_size:
+        image = image.resize(odd_size, Image.Resampling.BILINEAR)
     path = stem.with_suffix(".jpg" if "jpeg" in kinds else ".png")
-    if "jpeg" in kinds:
-        image.save(path, quality=90)
-    else:
-        image.save(path, compress_level=1)
-    if mask is not None and mask_stem is not None:
+    image.save(path, **({"quality": 90} if "jpeg" in kinds else {"compress_level": 1}))
+    if mask is not None:
         m = Image.fromarray(mask.astype(np.uint8) * 255)
-        if "odd_size" in kinds:
-            m = m.resize(size, Image.Resampling.NEAREST)
-        m.save(mask_stem.parent / f"{mask_stem.name}_mask.png")
+        (m.resize(odd_size, Image.Resampling.NEAREST) if odd_size else m).save(mask_path)
     return path

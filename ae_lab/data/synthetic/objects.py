@@ -1,32 +1,101 @@
-"""Hand-made looks for the default categories, loosely after MVTec AD, and the category registry.
+"""What each category looks like: hand-made looks for the default categories (loosely after MVTec
+AD), procedural objects for any other name, the defect painters they share, and the registry.
 
-Each `draw_*(c, rng, defect, drng)` paints one image on canvas `c`: `rng` draws the per-image look
-(it is re-seeded identically for the clean and the defective render), `drng` draws the defect.
+Each painter `draw(c, rng, defect, drng)` paints one image on canvas `c`: `rng` draws the per-image
+look (it is re-seeded identically for the clean and the defective render), `drng` draws the
+defect. A defect painter draws one localised defect inside `region` (an SDF); the ground-truth mask
+is not computed here: the generator diffs the defective render against the clean one.
 """
 
-from __future__ import annotations
-
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from ae_lab.data.synthetic.draw import (
     Canvas,
+    Sdf,
     box,
     circle,
     ellipse,
     intersect,
     polyline,
     rotated,
+    sample_inside,
     segment,
+    shape,
     subtract,
     translated,
+    union,
 )
-from ae_lab.data.synthetic.generic import draw_generic, generic_look, paint_defect
 
 F32 = np.float32
+
+
+@dataclass(frozen=True)
+class Design:
+    """How a category looks: its defect types, whether images are grayscale, and its painter."""
+
+    name: str
+    defects: tuple[str, ...]
+    grayscale: bool
+    draw: Callable[..., None]
+
+
+GENERIC_DEFECTS = ("color", "contamination", "crack", "hole", "scratch")
+_TINTS = ((0.85, 0.2, 0.15), (0.2, 0.65, 0.25), (0.2, 0.3, 0.85), (0.9, 0.8, 0.1))
+_DIRT = ((0.35, 0.22, 0.1), (0.93, 0.91, 0.86), (0.05, 0.05, 0.05))
+
+
+def _blob(rng, px: float, py: float, n: int, spread: float, r_lo: float, r_hi: float) -> Sdf:
+    """An irregular blob: n circles scattered around (px, py)."""
+    offsets, radii = rng.uniform(-spread, spread, (n, 2)), rng.uniform(r_lo, r_hi, n)
+    return union(*(circle(px + o[0], py + o[1], r) for o, r in zip(offsets, radii, strict=True)))
+
+
+def _scratch_color(u, v, img: np.ndarray) -> np.ndarray:
+    # Scratches catch the light: bright on dark surfaces, dark grooves on bright ones.
+    light = img.mean(-1, keepdims=True) > 0.6
+    return np.where(light, img * 0.45, img * 0.4 + 0.58)
+
+
+def _crack_color(u, v, img: np.ndarray) -> np.ndarray:
+    # A crack is a dark gap, except on dark parts where its broken edges show lighter material.
+    dark = img.mean(-1, keepdims=True) < 0.3
+    return np.where(dark, img * 0.3 + 0.45, np.float32(0.07))
+
+
+def paint_defect(c: Canvas, kind: str, rng: np.random.Generator, region: Sdf, size: float = 1.0):
+    """Paint defect `kind` (one of GENERIC_DEFECTS) somewhere inside `region`; `size` scales it."""
+    px, py = sample_inside(rng, region, margin=0.03 * size)
+    if kind == "scratch":
+        a, half = rng.uniform(0, np.pi), rng.uniform(0.1, 0.22) * size
+        dx, dy = half * np.cos(a), half * np.sin(a)
+        width = max(rng.uniform(0.009, 0.014), 0.6 * c.px)  # ~2.5-3.5 px at 256 px
+        line = segment(px - dx, py - dy, px + dx, py + dy, width)
+        c.fill(intersect(line, region), _scratch_color, 0.9)
+    elif kind == "crack":
+        pts, a = [(px, py)], rng.uniform(0, 2 * np.pi)
+        for _ in range(int(rng.integers(5, 9))):
+            a += rng.uniform(-0.7, 0.7)
+            step = rng.uniform(0.04, 0.07) * size
+            pts.append((pts[-1][0] + step * np.cos(a), pts[-1][1] + step * np.sin(a)))
+        width = max(rng.uniform(0.008, 0.012), 0.6 * c.px)  # ~2-3 px at 256 px
+        c.fill(intersect(polyline(pts, width), region), _crack_color, 0.9)
+    elif kind == "hole":
+        r = rng.uniform(0.045, 0.075) * size
+        ox, oy = rng.uniform(-0.5, 0.5, 2) * r
+        shape = union(circle(px, py, r), circle(px + ox, py + oy, r * 0.7))
+        c.fill(intersect(shape, region), (0.04, 0.04, 0.04))
+    elif kind == "color":
+        tint = np.asarray(_TINTS[int(rng.integers(len(_TINTS)))], np.float32)
+        blob = _blob(rng, px, py, 3, 0.06, 0.05 * size, 0.1 * size)
+        c.fill(intersect(blob, region), lambda u, v, img: img * 0.4 + tint * 0.6)
+    elif kind == "contamination":
+        dirt = _DIRT[int(rng.integers(len(_DIRT)))]
+        blob = _blob(rng, px, py, 5, 0.07, 0.02 * size, 0.05 * size)
+        c.fill(intersect(blob, region), dirt, rng.uniform(0.85, 1.0))
 
 
 def draw_cable(c: Canvas, rng, defect: str | None, drng) -> None:
@@ -79,7 +148,7 @@ def draw_capsule(c: Canvas, rng, defect: str | None, drng) -> None:
     )
     body = segment(-half, 0, half, 0, r)
     pinch = lambda u: 1 - depth * np.exp(-(((u - u0) / 0.14) ** 2))  # noqa: E731
-    outline = _with_bbox(lambda u, v: body(u, v / pinch(u)) * pinch(u), body)
+    outline = shape(lambda u, v: body(u, v / pinch(u)) * pinch(u), body.bbox)
     dark, orange = np.asarray((0.14, 0.13, 0.13), F32), np.asarray((0.88, 0.55, 0.18), F32)
     orange = orange * rng.uniform(0.97, 1.03, 3).astype(F32)
 
@@ -103,11 +172,6 @@ def draw_capsule(c: Canvas, rng, defect: str | None, drng) -> None:
         c.fill(g, (0.93, 0.92, 0.9), 0.9)
     if defect in ("crack", "scratch"):
         paint_defect(c, defect, drng, body)
-
-
-def _with_bbox(fn, like):
-    fn.bbox = like if isinstance(like, tuple) else like.bbox
-    return fn
 
 
 def _tri(t: np.ndarray) -> np.ndarray:
@@ -144,7 +208,7 @@ def draw_screw(c: Canvas, rng, defect: str | None, drng) -> None:
             ..., None
         ]
 
-    c.fill(_with_bbox(shank, (-0.47, -0.11, tip_end, 0.11)), metal)
+    c.fill(shape(shank, (-0.47, -0.11, tip_end, 0.11)), metal)
     head = box(-0.55, 0, 0.08, 0.2, r=0.04)
     c.fill(
         head,
@@ -198,14 +262,50 @@ def draw_transistor(c: Canvas, rng, defect: str | None, drng) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Design:
-    """How a category looks: its defect types, whether images are grayscale, and its painter."""
+def _generic_design(name: str) -> Design:
+    """A procedural object fixed by the category name (not by the seed)."""
+    r = np.random.default_rng(zlib.crc32(name.encode()))
+    background = r.uniform(0.05, 0.9) * r.uniform(0.85, 1.0, 3)
+    body_color = r.uniform(0.1, 0.95, 3)
+    # Keep the object distinguishable from the background in luminance.
+    if abs(body_color.mean() - background.mean()) < 0.3:
+        body_color = np.clip(1.0 - background + r.uniform(-0.1, 0.1, 3), 0.05, 0.95)
+    n_defects = int(r.integers(2, 5))
+    kind = str(r.choice(["disk", "box", "capsule", "ring"]))
+    a, b = float(r.uniform(0.5, 0.75)), float(r.uniform(0.35, 0.7))
+    accent = r.uniform(0.05, 0.95, 3)
+    pattern = str(r.choice(["stripes", "dots", "ring", "cross"]))
+    defects = tuple(sorted(r.choice(GENERIC_DEFECTS, n_defects, replace=False).tolist()))
+    if kind == "disk":
+        outline = ellipse(0, 0, a, b)
+    elif kind == "box":
+        outline = box(0, 0, a, b, r=0.08)
+    elif kind == "capsule":
+        outline = segment(-a + b / 2, 0, a - b / 2, 0, b / 2)
+    else:
+        outline = subtract(circle(0, 0, a), circle(0, 0, a * 0.45))
+    if pattern == "stripes":
+        marks = union(*(box(x, 0, 0.025, b, 0) for x in np.linspace(-a * 0.6, a * 0.6, 4)))
+    elif pattern == "dots":
+        marks = union(*(circle(x, y, 0.05) for x in (-a / 3, a / 3) for y in (-b / 3, b / 3)))
+    elif pattern == "ring":
+        ring_r = min(a, b) * 0.55
+        marks = subtract(circle(0, 0, ring_r + 0.025), circle(0, 0, ring_r - 0.025))
+    else:
+        marks = union(box(0, 0, a * 0.5, 0.025), box(0, 0, 0.025, b * 0.5))
 
-    name: str
-    defects: tuple[str, ...]
-    grayscale: bool
-    draw: Callable[..., None]
+    def draw(c: Canvas, rng, defect: str | None, drng) -> None:
+        c.background(background, 0.15)
+        body = np.asarray(body_color, F32) * rng.uniform(0.97, 1.03, 3).astype(F32)
+        c.fill(
+            outline,
+            lambda u, v, img: np.clip(body * (1.05 - 0.15 * (u**2 + v**2))[..., None], 0, 1),
+        )
+        c.fill(intersect(marks, outline), accent, 0.9)
+        if defect is not None:
+            paint_defect(c, defect, drng, outline)
+
+    return Design(name, defects, False, draw)
 
 
 _HANDMADE = {
@@ -220,8 +320,7 @@ _HANDMADE = {
 
 
 def design_for(category: str) -> Design:
-    if category in _HANDMADE:
-        defects, draw = _HANDMADE[category]
-        return Design(category, defects, category == "screw", draw)
-    look = generic_look(category)
-    return Design(category, look.defects, False, partial(draw_generic, look=look))
+    if category not in _HANDMADE:
+        return _generic_design(category)
+    defects, draw = _HANDMADE[category]
+    return Design(category, defects, category == "screw", draw)
