@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import ae_lab.data.cache as cache
-from ae_lab.data.io import load_image, load_mask
+from ae_lab.data.table import load_image, load_mask
 from ae_lab.data.table import scan_mvtec
 from ae_lab.errors import AeLabError
 from tests.conftest import TINY_CATEGORIES

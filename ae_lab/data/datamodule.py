@@ -4,24 +4,24 @@ one tensor index per batch (no per-sample Python work)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 from lightning import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ae_lab.data import pose
 from ae_lab.data.cache import load_or_build
-from ae_lab.data.lock import file_lock
 from ae_lab.data.table import DEFAULT_CATEGORIES, check_distinct, scan_mvtec, split_train_val
 from ae_lab.errors import AeLabError
-
-SPLITS = ("train", "val", "test")
 
 
 class InMemoryImages(Dataset):
@@ -34,10 +34,9 @@ class InMemoryImages(Dataset):
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, table: pd.DataFrame) -> None:
         self.images, self.masks = images, masks
-        self.label = table["label"].to_numpy(dtype=np.int64)
-        self.has_mask = table["mask_path"].map(_is_path).to_numpy(dtype=bool)
-        self.category = table["category"].tolist()
-        self.defect = table["defect"].tolist()
+        self.label = table["label"].to_numpy(dtype=np.int64, copy=True)
+        self.has_mask = table["mask_path"].notna().to_numpy(copy=True)
+        self.category, self.defect = table["category"].tolist(), table["defect"].tolist()
         self.path = table["path"].tolist()
 
     def __len__(self) -> int:
@@ -48,11 +47,10 @@ class InMemoryImages(Dataset):
         # intra-op thread pool made these small ops 10-100x slower on a busy 2-core machine.
         idx = np.asarray(indices, dtype=np.int64)
         image = np.divide(self.images[idx], np.float32(255.0), dtype=np.float32)
-        mask = self.masks[idx][:, None].astype(np.float32)
         return {
             "image": torch.from_numpy(image),
             "label": torch.from_numpy(self.label[idx]),
-            "mask": torch.from_numpy(mask),
+            "mask": torch.from_numpy(self.masks[idx][:, None].astype(np.float32)),
             "has_mask": torch.from_numpy(self.has_mask[idx]),
             "category": [self.category[i] for i in idx],
             "defect": [self.defect[i] for i in idx],
@@ -62,18 +60,13 @@ class InMemoryImages(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """One sample, unbatched (image [3,S,S], mask [1,S,S], scalars)."""
-        batch = self.__getitems__([int(i)])
-        return {k: v[0] for k, v in batch.items()}
+        return {k: v[0] for k, v in self.__getitems__([int(i)]).items()}
 
 
-def _number(key: str, value: Any, kind: type, expected: str) -> Any:
-    """`value` as `kind` (int or float), or AeLabError naming `data.<key>`; bools are rejected."""
-    integral = isinstance(value, int | np.integer) or (
-        isinstance(value, float | np.floating) and float(value).is_integer()
-    )
-    if not isinstance(value, bool) and (
-        integral if kind is int else isinstance(value, int | float | np.number)
-    ):
+def _setting(key: str, value: Any, kind: type, expected: str, low: float, high=math.inf) -> Any:
+    """`value` as `kind` (int or float) in [low, high), or AeLabError naming `data.<key>`."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and (kind is float or float(value).is_integer()) and low <= value < high:
         return kind(value)
     raise AeLabError(
         f"`data.{key}` must be {expected}, got {value!r}. Fix it on the command line "
@@ -81,13 +74,9 @@ def _number(key: str, value: Any, kind: type, expected: str) -> Any:
     )
 
 
-def _patterns(value: Iterable[str] | str) -> list[str]:
-    """`data.align` / `data.straighten`: one shell pattern or a list of them."""
-    return [value] if isinstance(value, str) else [str(p) for p in value]
-
-
-def _is_path(value: object) -> bool:
-    return isinstance(value, str)
+def _names(value: Iterable[str] | str) -> list[str]:
+    """`data.categories`, `data.align`, `data.straighten`: one name (or pattern) or a list."""
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _batch_is_ready(batch: dict[str, Any]) -> dict[str, Any]:
@@ -126,39 +115,24 @@ class MVTecDataModule(LightningDataModule):
         straighten: Iterable[str] | str = (),
     ) -> None:
         super().__init__()
-        batch_size = _number("batch_size", batch_size, int, "an integer >= 1, e.g. 32")
-        val_fraction = _number("val_fraction", val_fraction, float, "a number in [0, 1), e.g. 0.1")
-        image_size = _number("image_size", image_size, int, "an integer >= 8, e.g. 128")
-        num_workers = _number("num_workers", num_workers, int, "an integer >= 0, e.g. 0")
-        if batch_size < 1:
-            raise AeLabError(f"`data.batch_size` must be >= 1, got {batch_size}.")
-        if not 0.0 <= val_fraction < 1.0:
-            raise AeLabError(f"`data.val_fraction` must be in [0, 1), got {val_fraction}.")
-        if image_size < 8:
-            raise AeLabError(f"`data.image_size` must be >= 8 pixels, got {image_size}.")
-        if num_workers < 0:
-            raise AeLabError(f"`data.num_workers` must be >= 0, got {num_workers}.")
-        self.root = Path(root).expanduser()
-        self.categories = (
-            [categories] if isinstance(categories, str) else [str(c) for c in categories]
+        self.batch_size = _setting("batch_size", batch_size, int, "an integer >= 1, e.g. 32", 1)
+        self.val_fraction = _setting(
+            "val_fraction", val_fraction, float, "a number in [0, 1), e.g. 0.1", 0, 1
         )
+        self.image_size = _setting("image_size", image_size, int, "an integer >= 8, e.g. 128", 8)
+        self.num_workers = _setting("num_workers", num_workers, int, "an integer >= 0, e.g. 0", 0)
+        self.root, self.seed, self.cache_dir = Path(root).expanduser(), int(seed), cache_dir
+        self.categories = _names(categories)
         check_distinct(self.categories)
-        self.image_size, self.seed = int(image_size), int(seed)
-        self.val_fraction = float(val_fraction)
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-        self.cache_dir = cache_dir
         self.generate = None if generate is None else dict(generate)
         self.augment = bool(augment)
-        self.align, self.straighten = _patterns(align), _patterns(straighten)
+        self.align, self.straighten = _names(align), _names(straighten)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self._table: pd.DataFrame | None = None
         self._datasets: dict[str, InMemoryImages] = {}
-        self._augmenter: torch.nn.Module | None = None
 
     # ---- data on disk -------------------------------------------------------------------------
     def _generate_if_needed(self) -> None:
-        if self.generate is None:
-            return
         from ae_lab.data import synthetic  # lazy: only synthetic runs need the generator
 
         params = {**self.generate, "categories": tuple(self.categories)}
@@ -168,31 +142,33 @@ class MVTecDataModule(LightningDataModule):
         # the first one's data instead of generating it again under each other's feet.
         with contextlib.suppress(OSError):  # `generate` reports an unwritable root
             self.root.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.root / ".generate.lock", f"generating synthetic data in {self.root}"):
+        with FileLock(self.root / ".generate.lock"):
             if not synthetic.is_complete(self.root, **params):
                 synthetic.generate(self.root, **params)
 
+    def _rows(self, split: str) -> pd.DataFrame:
+        """The scanned rows whose images are decoded (and cached) together: "train" (train and
+        val) or "test", in scan order."""
+        table = self.table()
+        return table[table["split"].isin(["test"] if split == "test" else ["train", "val"])]
+
     def prepare_data(self) -> None:
         """Generate the synthetic set if asked, and build the decode caches (rank 0 only)."""
-        table = self._full_table()
         for split in ("train", "test"):
-            rows = table[table["split"] == split]
-            if rows.empty:  # nothing to cache (a dataset without test images)
-                continue
-            load_or_build(rows, self.image_size, self.cache_dir, self.root)
+            if not (rows := self._rows(split)).empty:  # a dataset without test images
+                load_or_build(rows, self.image_size, self.cache_dir, self.root)
 
-    def _full_table(self) -> pd.DataFrame:
+    def table(self, split: str | None = None) -> pd.DataFrame:
+        """Rows of `split` ("train" | "val" | "test"); row i is batch `index` i. Without `split`,
+        every row (split train, val or test), in scan order."""
         if self._table is None:
-            self._generate_if_needed()
-            self._table = scan_mvtec(self.root, self.categories)
-        return self._table
-
-    def table(self, split: str) -> pd.DataFrame:
-        """Rows of `split` ("train" | "val" | "test"); row i is batch `index` i."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        table = split_train_val(self._full_table(), self.val_fraction, self.seed)
-        return table[table["split"] == split].reset_index(drop=True)
+            if self.generate is not None:
+                self._generate_if_needed()
+            table = scan_mvtec(self.root, self.categories)
+            self._table = split_train_val(table, self.val_fraction, self.seed)
+        if split is None:
+            return self._table
+        return self._table[self._table["split"] == split].reset_index(drop=True)
 
     # ---- datasets -----------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -203,16 +179,14 @@ class MVTecDataModule(LightningDataModule):
             self._load("test", ("test",))
 
     def _load(self, source: str, splits: tuple[str, ...]) -> None:
-        """Decode (or load from cache) scanned split `source`, then cut it into `splits`."""
-        full = self._full_table()
-        rows = full[full["split"] == source]
-        if source == "test" and rows.empty:
+        """Decode (or load from cache) the rows of `source`, then cut them into `splits`."""
+        rows = self._rows(source)
+        if rows.empty:
             raise AeLabError(self.no_test_images_message())
         images, masks = load_or_build(rows, self.image_size, self.cache_dir, self.root)
-        images, masks = self._align(images, masks, rows["category"].to_numpy())
-        assigned = split_train_val(full, self.val_fraction, self.seed).loc[rows.index, "split"]
+        images, masks = self._align(images, masks, rows["category"])
         for split in splits:
-            pos = np.flatnonzero((assigned == split).to_numpy())
+            pos = np.flatnonzero(rows["split"] == split)
             table = rows.iloc[pos].reset_index(drop=True)
             self._datasets[split] = InMemoryImages(images[pos], masks[pos], table)
 
@@ -226,26 +200,19 @@ class MVTecDataModule(LightningDataModule):
         )
 
     def _align(
-        self, images: np.ndarray, masks: np.ndarray, categories: np.ndarray
+        self, images: np.ndarray, masks: np.ndarray, categories: pd.Series
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Pose-normalise the rows of the categories named by `align` / `straighten` (a copy; the
-        cache stays raw)."""
-        full = np.array([pose.matches(c, self.align) for c in categories], dtype=bool)
-        tilt = np.array([pose.matches(c, self.straighten) for c in categories], dtype=bool)
-        if not (full | tilt).any():
-            return images, masks
-        images, masks = images.copy(), masks.copy()
-        for rows, any_angle in (
-            (np.flatnonzero(full), True),
-            (np.flatnonzero(tilt & ~full), False),
-        ):
-            if rows.size:
-                out = pose.align_uint8(
+        """Pose-normalise, in place, the rows of the categories named by `align` (any angle) or
+        `straighten` (the arrays are fresh from the cache, which stays raw)."""
+        for category in categories.unique():
+            if pose.matches(category, [*self.align, *self.straighten]):
+                rows = (categories == category).to_numpy()
+                image, mask = pose.align_uint8(
                     torch.from_numpy(images[rows]),
                     torch.from_numpy(masks[rows]),
-                    any_angle=any_angle,
+                    any_angle=pose.matches(category, self.align),
                 )
-                images[rows], masks[rows] = out[0].numpy(), out[1].numpy()
+                images[rows], masks[rows] = image.numpy(), mask.numpy()
         return images, masks
 
     def dataset(self, split: str) -> InMemoryImages:
@@ -253,12 +220,11 @@ class MVTecDataModule(LightningDataModule):
         return self._datasets[split]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         return DataLoader(
             self.dataset(split),
             batch_size=self.batch_size,
             shuffle=shuffle,
-            generator=generator,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             collate_fn=_batch_is_ready,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -275,21 +241,21 @@ class MVTecDataModule(LightningDataModule):
         return self._loader("test", shuffle=False)
 
     # ---- augmentation -------------------------------------------------------------------------
-    def augment_batch(self, images: Tensor) -> Tensor:
-        """Mild nuisance augmentation of images [B,3,S,S] in [0,1] (same shape, in [0,1])."""
-        if self._augmenter is None:
-            import kornia.augmentation as K  # lazy: kornia is slow to import
+    @cached_property
+    def augmenter(self) -> torch.nn.Module:
+        """Mild nuisance augmentation: brightness/contrast, ±4% shift, ±5° rotation."""
+        import kornia.augmentation as K  # lazy: kornia is slow to import
 
-            self._augmenter = torch.nn.Sequential(
-                K.ColorJitter(brightness=0.1, contrast=0.1, p=0.8),
-                K.RandomAffine(
-                    degrees=5.0, translate=(0.04, 0.04), padding_mode="reflection", p=0.8
-                ),
-            )
-        return self._augmenter.to(images.device)(images).clamp_(0.0, 1.0)
+        return torch.nn.Sequential(
+            K.ColorJitter(brightness=0.1, contrast=0.1, p=0.8),
+            K.RandomAffine(degrees=5.0, translate=(0.04, 0.04), padding_mode="reflection", p=0.8),
+        )
+
+    def augment_batch(self, images: Tensor) -> Tensor:
+        """Augment images [B,3,S,S] in [0,1] (same shape, in [0,1])."""
+        return self.augmenter.to(images.device)(images).clamp_(0.0, 1.0)
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
-        trainer = self.trainer
-        if self.augment and trainer is not None and trainer.training:
+        if self.augment and self.trainer is not None and self.trainer.training:
             batch["image"] = self.augment_batch(batch["image"])
         return batch
