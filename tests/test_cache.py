@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 import ae_lab.data.cache as cache
-from ae_lab.data.table import load_image, load_mask
-from ae_lab.data.table import scan_mvtec
+from ae_lab.data.table import load_image, load_mask, scan_mvtec
 from ae_lab.errors import AeLabError
 from tests.conftest import TINY_CATEGORIES
 
@@ -95,6 +94,22 @@ def test_unreadable_files_name_the_file(tiny_mvtec: Path, tmp_path: Path) -> Non
         load_image(tmp_path / "text.png", S)
     with pytest.raises(AeLabError, match=r"text\.png"):
         load_mask(tmp_path / "text.png", S)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:  # issue 20
+    stored = np.full((20, 40, 3), 250, np.uint8)
+    stored[:, :20] = 10  # left half dark as stored; orientation 6 shows it turned 90° clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    img = load_image(tmp_path / "turned.jpg", S).astype(int)
+    assert img[: S // 2].mean() < 60 and img[S // 2 :].mean() > 200  # dark half on top
+
+
+def test_tiny_image_is_refused_naming_the_file(tmp_path: Path) -> None:  # issue 20
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "dot.png")
+    with pytest.raises(AeLabError, match=r"dot\.png is 1x1 px, below the minimum of 16"):
+        load_image(tmp_path / "dot.png", S)
 
 
 @pytest.fixture

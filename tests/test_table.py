@@ -136,3 +136,12 @@ def test_missing_mask_warns_and_keeps_image(tiny_copy: Path) -> None:
     assert len(record) == 1 and str(tiny_copy / "screw/test/bent") in str(record[0].message)
     row = df[df["path"] == str(tiny_copy / "screw/test/bent/001.png")]
     assert len(row) == 1 and row["mask_path"].iloc[0] is None and row["label"].iloc[0] == 1
+
+
+def test_a_category_with_one_training_image_says_it_has_no_validation(tiny_copy: Path) -> None:
+    for f in sorted((tiny_copy / "screw/train/good").iterdir())[1:]:  # issue 20
+        f.unlink()
+    df = scan_mvtec(tiny_copy, TINY_CATEGORIES)
+    with pytest.warns(UserWarning, match=r"'screw' has 1 training image.*data\.val_fraction=0\.25"):
+        split = split_train_val(df, 0.25, seed=0)
+    assert (split.loc[split["category"] == "screw", "split"] == "train").sum() == 1

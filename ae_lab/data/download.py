@@ -1,13 +1,12 @@
-"""Download MVTec AD (CC BY-NC-SA 4.0) into `<root>/<category>/...`, verified and resumable.
+"""Download MVTec AD (CC BY-NC-SA 4.0) into `<root>/<category>/...`.
 
 Two sources, both MVTec's own links:
-- per-category archives (default: only what you ask for, a few hundred MB each). MVTec publishes
-  NO checksums for these, so they are verified only when you pass one (`--checksum
-  cable=<sha256>`); otherwise the sha256 of the download is printed so that it can be pinned.
+- per-category archives (default: only what you ask for, a few hundred MB each); MVTec publishes
+  no checksums for these.
 - the whole archive (`--whole-archive`, 4.9 GB): verified against the sha256 anomalib pins; only
   the requested categories are unpacked.
-Categories already present are skipped. An interrupted download resumes from its `.part` file in
-`<root>/.downloads/`. Unpacking uses tarfile's "data" filter (no paths outside the folder, no
+Categories already present are skipped. Archives go to `<root>/.downloads/` and are deleted once
+unpacked. Unpacking uses tarfile's "data" filter (no paths outside the folder, no
 links out of it, no special files) into a hidden folder, and each category is moved into place
 when complete, so a category folder that exists is complete.
 """
@@ -21,7 +20,7 @@ import sys
 import tarfile
 import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -68,48 +67,33 @@ def is_present(root: Path, category: str) -> bool:
 
 
 def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True) -> Path:
-    """Download `url` to `dest` (resuming `dest.part` over HTTP) and check its sha256."""
+    """Download `url` to `dest` (through `dest.part`) and check its sha256 when one is known."""
     part = dest.with_name(dest.name + ".part")
     if not dest.exists():
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "ae-lab", **({"Range": f"bytes={have}-"} if have else {})}
         try:
-            request = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(request, timeout=60) as resp:
-                if resp.status != 206:  # a server (or file://) without ranges sends it all
-                    have = 0
-                total = int(resp.headers.get("Content-Length") or 0) + have
-                with (
-                    part.open("ab" if have else "wb") as f,
-                    tqdm.wrapattr(
-                        f,
-                        "write",
-                        total or None,
-                        initial=have,
-                        desc=dest.name,
-                        disable=not progress,
-                    ) as out,
-                ):
+            request = urllib.request.Request(url, headers={"User-Agent": "ae-lab"})
+            with urllib.request.urlopen(request, timeout=60) as resp, part.open("wb") as f:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm.wrapattr(f, "write", total, desc=dest.name, disable=not progress) as out:
                     shutil.copyfileobj(resp, out, 1 << 20)
         except (OSError, ValueError) as err:  # URLError is an OSError
             raise AeLabError(
                 f"Could not download {url} ({err}). Check the network and rerun the same "
-                f"command to resume (partial data is kept in {part}). {MANUAL}"
+                f"command. {MANUAL}"
             ) from err
         part.replace(dest)
-    digest = hashlib.sha256()
-    with dest.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if sha256 is None:
-        print(f"{dest.name}: no published checksum to verify; its sha256 is {digest.hexdigest()}")
-    elif digest.hexdigest() != sha256.lower():
-        dest.unlink()
-        raise AeLabError(
-            f"Checksum mismatch for {url}: sha256 {digest.hexdigest()}, expected {sha256}. The "
-            f"download is corrupt or the URL serves another file; it was deleted and nothing was "
-            f"unpacked. Rerun to try again. {MANUAL}"
-        )
+    if sha256 is not None:
+        digest = hashlib.sha256()
+        with dest.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            dest.unlink()
+            raise AeLabError(
+                f"Checksum mismatch for {url}: sha256 {digest.hexdigest()}, expected {sha256}. The "
+                f"download is corrupt or the URL serves another file; it was deleted and nothing "
+                f"was unpacked. Rerun to try again. {MANUAL}"
+            )
     return dest
 
 
@@ -152,17 +136,10 @@ def extract(archive: Path, root: Path, categories: Iterable[str]) -> None:
 def download_mvtec(
     root: str | Path,
     categories: Iterable[str] = MVTEC_CATEGORIES,
-    url_base: str | None = None,
-    checksums: Mapping[str, str] | None = None,
     whole_archive: bool = False,
     progress: bool = True,
 ) -> list[str]:
-    """Fetch and unpack the missing `categories` into `root`; returns the ones installed now.
-
-    `url_base` replaces MVTec's server (archives `<url_base>/<category>.tar.xz` and
-    `<url_base>/mvtec_anomaly_detection.tar.xz`). `checksums` maps a category (or
-    "mvtec_anomaly_detection") to the expected sha256 of its archive.
-    """
+    """Fetch and unpack the missing `categories` into `root`; returns the ones installed now."""
     categories = list(dict.fromkeys(categories))
     unknown = [c for c in categories if c not in MVTEC_CATEGORIES]
     if unknown or not categories:
@@ -174,13 +151,13 @@ def download_mvtec(
     missing = [c for c in categories if not is_present(root, c)]
     for c in sorted(set(categories) - set(missing)):
         print(f"{c}: already in {root}, skipped")
-    sums = {WHOLE_ARCHIVE: WHOLE_ARCHIVE_SHA256, **(checksums or {})}
-    jobs = [(WHOLE_ARCHIVE, missing)] if whole_archive and missing else [(c, [c]) for c in missing]
-    for name, cats in jobs:
+    if whole_archive and missing:
+        jobs = [(WHOLE_ARCHIVE_URL, WHOLE_ARCHIVE_SHA256, missing)]
+    else:  # MVTec publishes no checksums for these
+        jobs = [(CATEGORY_URLS[c], None, [c]) for c in missing]
+    for url, sha256, cats in jobs:
         (root / ".downloads").mkdir(parents=True, exist_ok=True)
-        url = f"{url_base.rstrip('/')}/{name}.tar.xz" if url_base else CATEGORY_URLS.get(name)
-        dest = root / ".downloads" / f"{name}.tar.xz"
-        archive = fetch(url or WHOLE_ARCHIVE_URL, dest, sums.get(name), progress)
+        archive = fetch(url, root / ".downloads" / url.rsplit("/", 1)[1], sha256, progress)
         extract(archive, root, cats)
         archive.unlink()
         print(f"{', '.join(cats)}: unpacked into {root}")
@@ -195,15 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--root", required=True, help="folder to put <category>/ folders in")
     parser.add_argument("--categories", nargs="+", default=MVTEC_CATEGORIES, help="default: all")
-    parser.add_argument("--url-base", help="mirror serving <category>.tar.xz (default: MVTec)")
-    parser.add_argument("--checksum", action="append", default=[], help="NAME=SHA256 of an archive")
     parser.add_argument("--whole-archive", action="store_true", help="the verified 4.9 GB archive")
     args = parser.parse_args(argv)
-    if bad := [s for s in args.checksum if "=" not in s]:
-        parser.error(f"--checksum {bad[0]!r} must look like NAME=SHA256, e.g. cable=<sha256>.")
-    sums = dict(s.split("=", 1) for s in args.checksum)
     try:
-        download_mvtec(args.root, args.categories, args.url_base, sums, args.whole_archive)
+        download_mvtec(args.root, args.categories, args.whole_archive)
     except AeLabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
