@@ -6,9 +6,10 @@ python analyze.py --project tarea05 --offline-dir ./wandb   # offline run folder
 
 import argparse
 import logging
+import shlex
 import sys
 
-from ae_lab.analysis.run import run_analysis
+from ae_lab.analysis.report import run_analysis
 from ae_lab.errors import AeLabError
 
 SOURCES = """sources:
@@ -16,7 +17,7 @@ SOURCES = """sources:
            read with wandb.Api(): config, summary, history and the test/scores table file.
   offline  with --offline-dir, WANDB_MODE=offline or no credentials, the run folders under
            --offline-dir (default $WANDB_DIR/wandb or ./wandb) are read with `wandb leet inspect`.
-Runs that crashed, are unfinished or lack the test/scores table are skipped with a warning."""
+Runs that crashed, are unfinished, damaged or lack the test/scores table are skipped with a warning."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.logged and result.logged.run_dir:
         lines += [f"  W&B run folder   {result.logged.run_dir} ({result.logged.mode})"]
         if result.logged.mode == "offline":
-            lines += [f"  upload later     wandb sync {result.logged.run_dir}"]
+            lines += [f"  upload later     wandb sync {shlex.quote(str(result.logged.run_dir))}"]
     if result.logged and result.logged.url:
         lines += [f"  W&B run page     {result.logged.url}"]
     if result.report_url:

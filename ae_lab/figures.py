@@ -107,7 +107,9 @@ def histogram_grid(runs: pd.DataFrame, scores: pd.DataFrame, title: str) -> go.F
     for j, run_id in enumerate(runs["run_id"]):
         for i, cat in enumerate(cats):
             part = scores[(scores["run_id"] == run_id) & (scores["category"] == cat)]
-            for trace in histogram_traces(part, nbins=20, prefix=f"{runs.iloc[j]['label']} {cat}: "):
+            for trace in histogram_traces(
+                part, nbins=20, prefix=f"{runs.iloc[j]['label']} {cat}: "
+            ):
                 fig.add_trace(trace, row=i + 1, col=j + 1)
     fig.update_layout(title=title, barmode="overlay", height=260 * len(cats) + 120)
     return plain_figure(fig)
@@ -192,7 +194,9 @@ def tsne_scatter(table: pd.DataFrame, title: str) -> Figure:
     fig = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     for i, (cat, part) in enumerate(table.groupby("category", sort=True)):
-        ax.scatter(part["x"], part["y"], s=14, alpha=0.8, color=f"C{i}", label=f"{cat} ({len(part)})")
+        ax.scatter(
+            part["x"], part["y"], s=14, alpha=0.8, color=f"C{i}", label=f"{cat} ({len(part)})"
+        )
     ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
     ax.legend(title="clase", fontsize=8)
     return fig

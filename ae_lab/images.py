@@ -8,7 +8,6 @@ from torch import Tensor
 
 # Perceptually ordered (dark = normal, bright = anomalous) and readable in grayscale print.
 INFERNO = colormaps["inferno"]
-INFERNO_LUT = INFERNO(np.arange(INFERNO.N), bytes=True)[:, :3]  # [256, 3] uint8
 
 
 def to_uint8(images: Tensor) -> np.ndarray:

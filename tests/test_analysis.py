@@ -1,6 +1,5 @@
 """The analysis on real W&B offline runs (tests/fake_runs.py): frames, tables, figures, report, errors."""
 
-import json
 import logging
 import re
 import shutil
@@ -11,12 +10,11 @@ import pandas as pd
 import pytest
 
 import analyze
+from ae_lab import figures as figs
 from ae_lab import keys
-from ae_lab.analysis import figures as figs
-from ae_lab.analysis import ranking, tables
-from ae_lab.analysis.build import analyse
-from ae_lab.analysis.load import load_runs
-from ae_lab.analysis.source_offline import find_run_dirs, leet_commands, read_records
+from ae_lab.analysis import tables
+from ae_lab.analysis.report import analyse
+from ae_lab.analysis.runs import find_run_dirs, load_runs, read_records
 from ae_lab.errors import AeLabError
 from tests import fake_runs
 
@@ -105,36 +103,47 @@ def test_auroc_table_matches_the_summaries_and_marks_the_best(data, logged):
 
 
 def test_histograms_one_trace_per_class_defect_plus_good(data, logged):
-    for run_id, name in zip(data.runs["run_id"], data.runs["name"], strict=True):
-        fig = figs.score_histograms(data.scores[data.scores["run_id"] == run_id], name)
-        expected = {f"{c}: good" for c in fake_runs.CLASSES}
+    result = analyse(data)
+    for name in GRID_NAMES:
+        fig = result.figures[f"analysis/histograms/{name}"]
+        expected = {f"{name} {c}: good (n={fake_runs.N_GOOD})" for c in fake_runs.CLASSES}
         for cat, defects in fake_runs.CLASSES.items():
             for d in defects:
                 auroc = logged[name]["summary"][keys.image_auroc_key(cat, d)]
-                expected.add(f"{cat}: {d} (AUROC {auroc:.3f})")
+                expected.add(f"{name} {cat}: {d} (n={fake_runs.N_DEFECT}, AUROC={auroc:.3f})")
         assert sorted(t.name for t in fig.data) == sorted(expected)
-    best = figs.best_run_histograms(data.runs, data.scores)
+    best = result.figures["analysis/histograms/best_per_architecture"]
     per_run = sum(1 + len(d) for d in fake_runs.CLASSES.values())
     assert len(best.data) == 2 * per_run  # ae and unet, their best run each
     for model in ("ae", "unet"):
         names = [n for n in GRID_NAMES if n.startswith(f"{model}-")]
         top = max(names, key=lambda n: logged[n]["summary"]["test/image_auroc"])
         assert any(top in a.text for a in best.layout.annotations)
+    assert set(result.figures) == {
+        "analysis/histograms/best_per_architecture",
+        *(f"analysis/histograms/{n}" for n in GRID_NAMES),
+    }
+    assert set(result.images) == {
+        "analysis/loss_curves_image/ae",
+        "analysis/loss_curves_image/unet",
+        "analysis/auroc_heatmap_image",
+    }
 
 
 def test_loss_curves_one_colour_per_loss(data, logged):
     fig = figs.loss_curves(data.runs, data.history, "unet")
-    assert len(fig.data) == 2 * len(figs.CURVE_PANELS)
-    colours = {t.name.split(" ")[0]: t.line.color for t in fig.data}
-    assert colours["unet-l1-z32"] != colours["unet-ssim-z32"]
-    val_ssim = next(t for t in fig.data if t.xaxis == "x4" and t.name.startswith("unet-l1-z32"))
-    assert list(val_ssim.y) == [h["val/one_minus_ssim"] for h in logged["unet-l1-z32"]["history"]]
+    left, right = fig.axes[:2]
+    assert len(left.lines) == 4 and len(right.lines) == 2  # (train, val) x 2 losses; val/l1
+    colours = {line.get_label(): line.get_color() for line in right.lines}
+    assert colours["l1"] != colours["ssim"]
+    val_l1 = [h["val/l1"] for h in logged["unet-l1-z32"]["history"]]
+    assert list(right.lines[0].get_ydata()) == val_l1
 
 
 def test_ranking_follows_the_numbers(data, logged):
     table = tables.auroc_table(data.runs, data.scores)
     gaps = tables.score_gaps(data.runs, data.scores)
-    text = "\n".join(ranking.ranking(data.runs, table, gaps))
+    text = "\n".join(tables.ranking(data.runs, table, gaps))
     for model in ("ae", "unet"):
         names = [n for n in GRID_NAMES if n.startswith(f"{model}-")]
         top = max(names, key=lambda n: logged[n]["summary"]["test/image_auroc"])
@@ -159,7 +168,11 @@ def test_analyze_writes_the_report_and_an_analysis_run(wandb_root, tmp_path, mon
     monkeypatch.setenv("WANDB_MODE", "offline")
     before = set(find_run_dirs(root))
     argv = ["--project", fake_runs.PROJECT, "--group", fake_runs.GROUP, "--offline-dir", str(root)]
+    stale = tmp_path / "rep" / "figures" / "stale.png"  # from an earlier analysis: must go
+    stale.parent.mkdir(parents=True)
+    stale.touch()
     assert analyze.main([*argv, "--out", str(tmp_path / "rep"), "--report"]) == 0
+    assert not stale.exists() and [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["rep"]
     out = capsys.readouterr().out
     assert str(tmp_path / "rep" / "index.html") in out and "needs W&B online" in out
     index = (tmp_path / "rep" / "index.html").read_text()
@@ -179,7 +192,8 @@ def test_analyze_writes_the_report_and_an_analysis_run(wandb_root, tmp_path, mon
     media = {
         p.relative_to(new / "files" / "media").parts[:3] for p in new.glob("files/media/**/*.*")
     }
-    assert ("plotly", "analysis", "loss_curves") in media and ("table", "analysis") in {
+    assert ("images", "analysis", "loss_curves_image") in media
+    assert ("plotly", "analysis", "histograms") in media and ("table", "analysis") in {
         m[:2] for m in media
     }
     assert len(load_runs(fake_runs.PROJECT, offline_dir=root).runs) == 4  # analysis run ignored
@@ -197,32 +211,36 @@ def test_user_errors_name_the_project_and_the_fix(wandb_root, tmp_path, capsys):
     assert rc == 2 and "No W&B run folders" in err and "Traceback" not in err
 
 
-def test_the_wandb_cli_reads_the_same_records(wandb_root, monkeypatch):
-    import wandb.util
+def test_a_damaged_run_log_is_skipped_with_a_warning(wandb_root, tmp_path, caplog):
+    """Issue 20: 5 KB overwritten in the middle of a `.wandb` file must not become a NaN row."""
+    good = [d for d in find_run_dirs(wandb_root[0]) if (d / "files" / "media").is_dir()]
+    for run_dir in good[:2]:
+        shutil.copytree(run_dir, tmp_path / "wandb" / run_dir.name)
+    damaged = next((tmp_path / "wandb" / good[0].name).glob("*.wandb"))
+    raw = bytearray(damaged.read_bytes())
+    middle = len(raw) // 2
+    raw[middle - 2500 : middle + 2500] = np.random.default_rng(0).bytes(5000)
+    damaged.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="ae_lab.analysis"):
+        data = load_runs(fake_runs.PROJECT, offline_dir=tmp_path)
+    assert len(data.runs) == 1 and data.runs["name"].notna().all()
+    assert any(
+        damaged.name in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records
+    )
 
-    run_file = next(next(iter(find_run_dirs(wandb_root[0]))).glob("*.wandb"))
-    fast = read_records(run_file)
-    monkeypatch.setattr(wandb.util, "get_core_path", lambda: (_ for _ in ()).throw(OSError()))
-    assert [c[0].endswith("wandb") for c in leet_commands(run_file)] == [True]
-    assert read_records(run_file) == fast and json.dumps(fast)
 
-
-def test_analyse_figure_keys(data):
-    result = analyse(data)
-    assert set(result.figures) == {
-        "analysis/loss_curves/ae",
-        "analysis/loss_curves/unet",
-        "analysis/histograms/best_per_architecture",
-        "analysis/auroc_heatmap",
-        *(f"analysis/histograms/{n}" for n in GRID_NAMES),
-    }
+def test_runs_on_different_classes_are_ranked_with_a_warning():
+    runs = pd.DataFrame({"classes": ["cable", "screw", "cable"]})
+    (warning,) = tables.class_warning(runs)
+    assert "different classes (cable, screw)" in warning
+    assert tables.class_warning(runs.assign(classes="cable+screw")) == []
 
 
 def test_runs_of_one_class_each_are_labelled_by_their_class():
     """sweeps/grid_per_class.yaml: the same model and loss once per class, told apart by class."""
     import pandas as pd
 
-    from ae_lab.analysis.sources import _classes, _unique_labels
+    from ae_lab.analysis.runs import _classes, _unique_labels
 
     assert _classes(["cable", "screw"]) == "cable+screw" and _classes("['screw']") == "screw"
     runs = pd.DataFrame(
@@ -272,9 +290,9 @@ def test_unet_sentence_says_when_defects_score_below_the_good_images():
             "auroc": [0.17, 0.6, 1.0],
         }
     )
-    (line,) = ranking.unet_sentences(gaps)
+    (line,) = tables.unet_sentences(gaps)
     assert "1 of them score *lower* than the good images" in line
     assert "transistor/misplaced" in line and "capsule/crack" in line
     assert "about as well" not in line
-    (line,) = ranking.unet_sentences(gaps.assign(gap_std=[0.2, 0.4, 12.0]))
+    (line,) = tables.unet_sentences(gaps.assign(gap_std=[0.2, 0.4, 12.0]))
     assert "lower" not in line

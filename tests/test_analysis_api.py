@@ -6,10 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ae_lab.analysis import load
-from ae_lab.analysis.build import Analysis
-from ae_lab.analysis.source_api import load_api_runs
-from ae_lab.analysis.wandb_log import create_wandb_report, report_blocks
+from ae_lab.analysis import runs as runs_module
+from ae_lab.analysis.report import Analysis, create_wandb_report, report_blocks
+from ae_lab.analysis.runs import load_runs
 from ae_lab.errors import AeLabError
 from tests import fake_runs
 
@@ -108,7 +107,7 @@ def grid():
 def test_api_source_fills_the_frames_and_skips_bad_runs(grid):
     logged, runs = grid
     api = FakeApi(runs)
-    data = load_api_runs(fake_runs.PROJECT, group=fake_runs.GROUP, api=api)
+    data = load_runs(fake_runs.PROJECT, group=fake_runs.GROUP, api=api)
     assert api.calls == [(f"me/{fake_runs.PROJECT}", {"group": fake_runs.GROUP})]
     assert set(data.runs["name"]) == set(logged)
     assert (
@@ -131,27 +130,29 @@ def test_api_source_fills_the_frames_and_skips_bad_runs(grid):
 def test_api_errors_and_sweep_filter(grid):
     api = FakeApi(grid[1])
     with pytest.raises(AeLabError, match="'me/nope'"):
-        load_api_runs("nope", api=api)
+        load_runs("nope", api=api)
     with pytest.raises(AeLabError, match="No usable W&B runs"):
-        load_api_runs(fake_runs.PROJECT, sweep="abc123", api=api)
+        load_runs(fake_runs.PROJECT, sweep="abc123", api=api)
     assert api.calls[-1][1] == {"sweep": "abc123"}
 
 
-def test_load_runs_uses_the_api_only_online_with_credentials(monkeypatch, tmp_path):
-    import ae_lab.analysis.source_api as source_api
+def test_load_runs_uses_the_api_only_online_with_credentials(grid, monkeypatch, tmp_path):
+    import wandb
 
-    monkeypatch.setattr(source_api, "load_api_runs", lambda *a, **k: "api")
-    monkeypatch.setattr(load, "has_wandb_credentials", lambda: True)
+    monkeypatch.setattr(wandb, "Api", lambda: FakeApi(grid[1]))
+    monkeypatch.setattr(runs_module, "has_wandb_credentials", lambda: True)
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert load.load_runs("p") == "api"
+    assert load_runs(fake_runs.PROJECT).source.startswith("W&B API")
     monkeypatch.setenv("WANDB_MODE", "offline")
     with pytest.raises(AeLabError, match="No W&B run folders"):
-        load.load_runs("p", offline_dir=tmp_path)
+        load_runs("p", offline_dir=tmp_path)
 
 
 def test_wandb_report_needs_online_and_builds_its_blocks(grid):
-    data = load_api_runs(fake_runs.PROJECT, api=FakeApi(grid[1]))
-    analysis = Analysis(pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), ["a sentence"], [], {})
+    data = load_runs(fake_runs.PROJECT, api=FakeApi(grid[1]))
+    analysis = Analysis(
+        pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), ["a sentence"], [], [], {}, {}
+    )
     data.offline_root = Path(".")  # offline data: the report is skipped with a reason
     assert "needs W&B online" in create_wandb_report(analysis, data, "me")
     pytest.importorskip("wandb_workspaces")

@@ -22,6 +22,7 @@ from plotly.offline import get_plotlyjs
 from ae_lab import keys
 from ae_lab.analysis import tables
 from ae_lab.analysis.runs import ANALYSIS_JOB_TYPE, RunData, load_runs, log
+from ae_lab.callbacks import has_wandb_credentials
 from ae_lab.figures import (
     auroc_heatmap,
     defect_histograms,
@@ -30,8 +31,7 @@ from ae_lab.figures import (
     save_png,
     wandb_image,
 )
-from ae_lab.report.results import interval_table
-from ae_lab.callbacks import has_wandb_credentials
+from ae_lab.report import interval_table
 
 
 @dataclass
@@ -71,7 +71,11 @@ def analyse(data: RunData) -> Analysis:
     auroc = tables.auroc_table(runs, scores)
     gaps = tables.score_gaps(runs, scores)
     # The best run of each architecture (the first where `test/image_auroc` is missing).
-    ranked = runs.sort_values(keys.TEST_IMAGE_AUROC, ascending=False) if keys.TEST_IMAGE_AUROC in runs else runs
+    ranked = (
+        runs.sort_values(keys.TEST_IMAGE_AUROC, ascending=False)
+        if keys.TEST_IMAGE_AUROC in runs
+        else runs
+    )
     best = ranked.groupby("model", sort=True).head(1).sort_values("model")
     title = "Best run per architecture: image score, good vs defect types"
     figs = {"analysis/histograms/best_per_architecture": histogram_grid(best, scores, title)}
@@ -202,7 +206,9 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
         (tmp / "auroc_table.md").write_text(md)
         (tmp / "ranking.md").write_text("".join(f"- {line}\n" for line in analysis.ranking))
         for key, fig in analysis.figures.items():
-            fig.write_html(tmp / "figures" / f"{slug(key)}.html", include_plotlyjs="../plotly.min.js")
+            fig.write_html(
+                tmp / "figures" / f"{slug(key)}.html", include_plotlyjs="../plotly.min.js"
+            )
         for key, image in analysis.images.items():
             save_png(image, tmp / "figures" / f"{slug(key)}.png")
         (tmp / "index.html").write_text(index_html(analysis, data, tmp), encoding="utf-8")
@@ -249,9 +255,13 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
     payload |= {key: wandb_image(fig) for key, fig in analysis.images.items()}
     for name in ("run_table", "auroc_table", "score_gaps"):
         frame = getattr(analysis, name)
-        payload[f"analysis/{name}"] = wandb.Table(dataframe=frame.reset_index() if name == "auroc_table" else frame)
+        payload[f"analysis/{name}"] = wandb.Table(
+            dataframe=frame.reset_index() if name == "auroc_table" else frame
+        )
     items = "".join(f"<li>{html.escape(line)}</li>" for line in analysis.ranking)
-    payload["analysis/ranking"] = wandb.Html(f"<ul>{items}</ul>", inject=False, data_is_not_path=True)
+    payload["analysis/ranking"] = wandb.Html(
+        f"<ul>{items}</ul>", inject=False, data_is_not_path=True
+    )
     run.log(payload)
     run.summary["analysis/n_runs"] = len(data.runs)
     artifact = wandb.Artifact(f"analysis-report-{data.project}", type="analysis-report")
@@ -275,11 +285,15 @@ def report_blocks(analysis: Analysis, data: RunData, entity: str) -> list:
         wr.LinePlot(title="train/loss y val/loss", x="epoch", y=["train/loss", "val/loss"]),
         wr.LinePlot(title="val/l1", x="epoch", y=["val/l1"]),
     ]
-    tabs = [wr.WeavePanelSummaryTable(table_name=f"analysis/{t}") for t in ("run_table", "auroc_table")]
+    tabs = [
+        wr.WeavePanelSummaryTable(table_name=f"analysis/{t}") for t in ("run_table", "auroc_table")
+    ]
     return [
         wr.H1(f"ae-lab analysis: {data.project}" + (f" / {group}" if group else "")),
         wr.UnorderedList(items=list(analysis.ranking)),
-        wr.PanelGrid(runsets=[wr.Runset(entity=entity, project=data.project, filters=filters)], panels=curves),
+        wr.PanelGrid(
+            runsets=[wr.Runset(entity=entity, project=data.project, filters=filters)], panels=curves
+        ),
         wr.PanelGrid(runsets=[wr.Runset(entity=entity, project=data.project)], panels=tabs),
     ]
 
@@ -328,4 +342,3 @@ def run_analysis(
     logged = log_analysis_run(analysis, data, index.parent) if log_to_wandb else None
     report_url = create_wandb_report(analysis, data, entity) if report else None
     return AnalysisResult(data, analysis, index, logged, report_url)
-

@@ -12,11 +12,11 @@ latent_dim, classes (`data.categories` joined by +), then every numeric `test/..
 (+ `loss`, the error in the run's own loss, when the run logged it).
 """
 
+import functools
 import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,17 +28,11 @@ from typing import Any
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.errors import AeLabError
-from ae_lab.flatten import flatten
 from ae_lab.callbacks import has_wandb_credentials
+from ae_lab.errors import AeLabError, flatten
 
 log = logging.getLogger("ae_lab.analysis")
 ANALYSIS_JOB_TYPE = "analysis"
-NO_READER = (
-    "Reading offline W&B runs needs the `wandb` command with `wandb leet inspect` (wandb >= 0.31), "
-    "which this environment lacks. Install the project's requirements (`pip install -e .`) or "
-    "analyse the synced runs online (drop --offline-dir after `wandb sync`)."
-)
 
 
 @dataclass
@@ -106,7 +100,9 @@ def load_runs(
 def _api_run(run: Any, tmp: Path) -> RawRun:
     """A finished run with its history and scores table (downloaded); others without them."""
     # W&B's summary values are dict-like objects json cannot write: `items()` makes them dicts.
-    summary = flatten(json.loads(json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items()))))
+    summary = flatten(
+        json.loads(json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items())))
+    )
     raw = RawRun(run.id, run.name, run.group, run.state, dict(run.config), summary)
     raw.where = getattr(run, "url", "") or run.id
     name = summary.get(f"{keys.TEST_SCORES}.path")
@@ -135,14 +131,14 @@ def find_run_dirs(offline_dir: str | Path) -> list[Path]:
 def read_records(wandb_file: Path) -> list[dict[str, Any]]:
     """The records of a `.wandb` log as dicts (`{"type": "run" | "history" | ..., ...}`), read by
     `wandb leet inspect --json`; RuntimeError when the log is unreadable or damaged."""
-    local = Path(sys.executable).parent / "wandb"  # this environment's CLI matches its library
-    exe = str(local) if local.is_file() else shutil.which("wandb")
-    if exe is None:
-        raise AeLabError(NO_READER)
-    cmd = [exe, "leet", "inspect", "--json", str(wandb_file)]
+    stat = wandb_file.stat()  # a log still being written is read again
+    return _read_records(str(wandb_file), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache  # the notebook and the tests read the same logs again in one process
+def _read_records(path: str, mtime_ns: int, size: int) -> list[dict[str, Any]]:
+    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--json", path]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if "No such command" in proc.stderr:
-        raise AeLabError(NO_READER)
     # The reader skips what fails its checksum and says so: such a run is not analysed.
     if proc.returncode != 0 or "corrupt" in proc.stderr:
         raise RuntimeError(proc.stderr.strip() or f"exit status {proc.returncode}")
@@ -175,7 +171,11 @@ def raw_run_from_records(records: list[dict[str, Any]], run_dir: Path) -> RawRun
     config.pop("_wandb", None)
     raw = RawRun(info["run_id"], info.get("display_name") or info["run_id"],
                  info.get("run_group") or None, state, config, summary, history)  # fmt: skip
-    raw.project, raw.job_type, raw.sweep = info.get("project", ""), info.get("job_type"), info.get("sweep_id")
+    raw.project, raw.job_type, raw.sweep = (
+        info.get("project", ""),
+        info.get("job_type"),
+        info.get("sweep_id"),
+    )
     raw.where = str(run_dir)
     table = run_dir / "files" / str(summary.get(f"{keys.TEST_SCORES}.path"))
     raw.scores = scores_frame(table) if table.is_file() else None
@@ -233,7 +233,14 @@ def scores_frame(path: Path) -> pd.DataFrame:
     if missing:
         raise ValueError(f"table {path} lacks columns {missing}")
     columns = [*keys.SCORE_COLUMNS, *(["loss"] if "loss" in df else [])]
-    types = {"label": int, "score": float, "l1": float, "l2": float, "ssim": float, "has_mask": bool}
+    types = {
+        "label": int,
+        "score": float,
+        "l1": float,
+        "l2": float,
+        "ssim": float,
+        "has_mask": bool,
+    }
     return df[columns].astype(types | ({"loss": float} if "loss" in df else {}))
 
 
@@ -244,7 +251,9 @@ def _number(value: Any) -> bool:
 def _history(run_id: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """History rows (train and val logged apart) -> one row per epoch, the last value winning."""
     columns = [keys.EPOCH, *keys.LOSS_CURVES]
-    kept = [{k: r[k] for k in columns if _number(r.get(k))} for r in rows if _number(r.get(keys.EPOCH))]
+    kept = [
+        {k: r[k] for k in columns if _number(r.get(k))} for r in rows if _number(r.get(keys.EPOCH))
+    ]
     frame = pd.DataFrame(kept, columns=columns).astype({keys.EPOCH: int})
     frame = frame.groupby(keys.EPOCH, sort=True).last().reset_index()
     return frame.assign(run_id=run_id)[["run_id", *columns]]

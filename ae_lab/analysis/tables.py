@@ -1,4 +1,5 @@
-"""Tables from the run frames: one row per run, AUROC per (class, defect), good-vs-defect score gaps."""
+"""Pure analysis: run frames in, tables (one row per run, AUROC per class and defect,
+good-vs-defect score gaps) and the ranking in words out."""
 
 import math
 
@@ -7,9 +8,10 @@ import pandas as pd
 from ae_lab import keys
 from ae_lab.metrics import ALL, defect_aurocs
 
-__all__ = [
-    "ALL", "auroc_mismatches", "auroc_table", "defect_aurocs", "run_table", "score_gaps", "to_markdown"
-]  # fmt: skip
+# Below this gap (in standard deviations of the good scores) a defect is reconstructed about as
+# well as a normal image: the score cannot separate them.
+SMALL_GAP_STD = 1.0
+MAX_LISTED = 6  # defects named in the U-Net sentence
 
 
 def auroc_table(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
@@ -100,3 +102,93 @@ def to_markdown(table: pd.DataFrame, bold_best_of: list[str] | None = None, digi
             top = frame[col].eq(best) & frame[col].notna()
             cells.loc[top, col] = "**" + cells.loc[top, col] + "**"
     return cells.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def class_warning(runs: pd.DataFrame) -> list[str]:
+    """A warning when the runs were tested on different classes: their AUROCs do not rank."""
+    classes = sorted(runs["classes"].dropna().unique())
+    if len(classes) < 2:
+        return []
+    return [
+        f"the runs were tested on different classes ({', '.join(classes)}): their image AUROCs "
+        "come from different test sets and rank them only loosely; compare runs of one class."
+    ]
+
+
+def ranking(runs: pd.DataFrame, table: pd.DataFrame, gaps: pd.DataFrame) -> list[str]:
+    """The ranking in words: best loss per architecture, the best run, per class its best run and
+    hardest defect, then where the U-Net reconstructs defects as well as normal images."""
+    values = table.drop(columns="best_run")
+    # `test/image_auroc` per run; the mean of its class AUROCs where a run did not log it.
+    auroc = values.xs(ALL, level="defect").mean()
+    if keys.TEST_IMAGE_AUROC in runs:
+        auroc = runs.set_index("label")[keys.TEST_IMAGE_AUROC].fillna(auroc)
+    frame = runs.assign(auroc=runs["label"].map(auroc))
+    lines = []
+    for model, sub in frame.groupby("model", sort=True):
+        per_loss = sub.groupby("loss")["auroc"].max().sort_values(ascending=False)
+        ranked = " > ".join(f"{loss} ({value:.3f})" for loss, value in per_loss.items())
+        lines.append(f"{model}: best loss {per_loss.index[0]}; image AUROC by loss: {ranked}.")
+    best = frame.loc[frame["auroc"].idxmax()]
+    lines.append(
+        f"Best run overall: {best['label']} ({best['model']}, loss {best['loss']}, "
+        f"latent {best['latent_dim']}) with image AUROC {best['auroc']:.3f}."
+    )
+    model_of = runs.set_index("label")["model"]
+    for cat in values.index.get_level_values("category").unique():
+        row = values.loc[(cat, ALL)]
+        top = row.idxmax()
+        line = f"{cat}: best run {top} ({model_of[top]}, AUROC {row[top]:.3f})"
+        defects = values.loc[cat].drop(index=ALL).max(axis=1).sort_values()
+        if len(defects):
+            line += f"; hardest defect {defects.index[0]} (best AUROC {defects.iloc[0]:.3f})"
+        lines.append(line + ".")
+    return lines + unet_sentences(gaps)
+
+
+def unet_sentences(gaps: pd.DataFrame) -> list[str]:
+    """Where the U-Net's skip connections let it reconstruct defects as well as normal images."""
+    unet, others = gaps[gaps["model"] == "unet"], gaps[gaps["model"] != "unet"]
+    if unet.empty:
+        return [
+            "No U-Net runs: the good-vs-defect reconstruction gap of the U-Net is not measured."
+        ]
+    small = unet[unet["gap_std"] < SMALL_GAP_STD]
+    if small.empty:
+        low = unet.loc[unet["gap_std"].idxmin()]
+        return [
+            f"The U-Net keeps a clear score gap (>= {SMALL_GAP_STD:g} std of the good scores) on "
+            f"every defect; the smallest is {low['category']}/{low['defect']} in {low['label']} "
+            f"({low['gap_std']:.2f} std)."
+        ]
+    # One entry per (class, defect), smallest mean gap first; the full table is score_gaps.csv.
+    summary = (
+        small.groupby(["category", "defect"])
+        .agg(gap=("gap_std", "mean"), n=("label", "size"), auroc=("auroc", "mean"))
+        .sort_values("gap")
+    )
+    parts = []
+    for (cat, defect), row in summary.head(MAX_LISTED).iterrows():
+        text = f"{cat}/{defect} (U-Net {row['gap']:.2f} std over {int(row['n'])} run(s), AUROC {row['auroc']:.3f}"
+        ref = others[(others["category"] == cat) & (others["defect"] == defect)]
+        best_other = ref.groupby("model")["gap_std"].max()
+        parts.append(
+            text + "".join(f"; {m} up to {g:.2f} std" for m, g in best_other.items()) + ")"
+        )
+    more = len(summary) - MAX_LISTED
+    # A negative gap: the defect scores *below* the good images (the U-Net reconstructs it even
+    # better than normal detail): say so rather than "about as well".
+    below = int((summary["gap"] < 0).sum())
+    return [
+        "The U-Net does not separate these defects from normal images (mean score gap below "
+        f"{SMALL_GAP_STD:g} std of the good scores"
+        + (
+            f"; {below} of them score *lower* than the good images, AUROC under 0.5"
+            if below
+            else ""
+        )
+        + "): "
+        + "; ".join(parts)
+        + (f"; and {more} more (score_gaps.csv)" if more > 0 else "")
+        + "."
+    ]
