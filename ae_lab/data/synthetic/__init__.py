@@ -33,7 +33,7 @@ replaced.
 
 import json
 import shutil
-import uuid
+import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,10 +52,18 @@ FORMAT_VERSION = 1
 # A pixel belongs to the defect when the defect changed it by more than this (0..1 scale):
 # well above antialiasing round-off, well below any defect's contrast.
 MASK_THRESHOLD = 0.06
-MAX_DEFECT_TRIES = 8
 
 
-def _params(categories, n_train, n_test, seed, image_size) -> dict:
+def check_settings(
+    categories: Sequence[str] = DEFAULT_CATEGORIES,
+    n_train: int = 220,
+    n_test: int = 120,
+    seed: int = 0,
+    image_size: int = 256,
+) -> dict:
+    """The generator's settings (the keyword arguments of `generate` and `is_complete`), checked:
+    `n_train` good training images and `n_test` test images (about 1/3 good) per category,
+    `image_size` px squares. Raises AeLabError for settings that cannot make a dataset."""
     categories = [categories] if isinstance(categories, str) else list(categories)
     bad = [c for c in categories if not c or "/" in c or "\\" in c or c.startswith(".")]
     if not categories or bad or len(set(categories)) != len(categories):
@@ -74,17 +82,13 @@ def _params(categories, n_train, n_test, seed, image_size) -> dict:
     return {"categories": categories} | {k: int(v) for k, v in sizes.items()}
 
 
-def _ours(folder: Path) -> bool:
-    return (folder / OWNER).is_file()
-
-
 def render_sample(
     design: Design, size: int, key: list[int], defect: str | None, kinds: set[str]
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One image as [H, W, C] uint8 (C = 1 for grayscale designs) and, for a defect (not "good"),
     its [H, W] bool mask. `key` seeds every random stream, so the same key gives the same bytes."""
     pose_rng, defect_rng, camera_rng = (np.random.default_rng([*key, s]) for s in range(3))
-    shift, angle = nuisances.pose(pose_rng, size, large="pose" in kinds)
+    shift, angle = nuisances.pose(pose_rng, large="pose" in kinds)
     scale = float(pose_rng.uniform(0.98, 1.02))
 
     def draw(kind: str | None) -> np.ndarray:
@@ -97,7 +101,7 @@ def render_sample(
     if defect != "good":
         clean, best = img, -1
         # Redraw a defect that came out too small (e.g. mostly off the part) with fresh parameters.
-        for _ in range(MAX_DEFECT_TRIES):
+        for _ in range(8):
             candidate = draw(defect)
             changed = np.abs(candidate - clean).max(-1) > MASK_THRESHOLD
             if changed.sum() > best:
@@ -148,52 +152,46 @@ def _write_category(root: Path, category: str, p: dict) -> dict:
     return {"defects": list(design.defects), "counts": counts, "nuisances": carried}
 
 
-def generate(
-    out_dir: str | Path,
-    categories: Sequence[str] = DEFAULT_CATEGORIES,
-    n_train: int = 220,
-    n_test: int = 120,
-    seed: int = 0,
-    image_size: int = 256,
-) -> Path:
-    """Write the synthetic dataset under `out_dir` (replacing these categories there) -> out_dir."""
-    p = _params(categories, n_train, n_test, seed, image_size)
+def _ours(folder: Path) -> bool:
+    return (folder / OWNER).is_file()
+
+
+def generate(out_dir: str | Path, **settings) -> Path:
+    """Write the synthetic dataset under `out_dir` -> out_dir; `settings`: see `check_settings`.
+
+    Replaces these categories there; keeps the other generated ones when they were made with the
+    same settings (each class's images depend only on seed, class name and sizes, so a run on
+    `[cable]` must not delete `screw` under a parallel run that reads it)."""
+    p = check_settings(**settings)
     out = Path(out_dir).expanduser().resolve()
+    foreign = [c for c in p["categories"] if (out / c).exists() and not _ours(out / c)]
+    if foreign:
+        raise AeLabError(
+            f"Synthetic data: {out} already has folder(s) {foreign} that the generator did not "
+            "write (real MVTec data?). Generate into another folder (`data.root`) or move them."
+        )
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        foreign = [c for c in p["categories"] if (out / c).exists() and not _ours(out / c)]
-        if foreign:
-            raise AeLabError(
-                f"Synthetic data: {out} already has folder(s) {foreign} that the generator did not "
-                "write (real MVTec data?). Generate into another folder (`data.root`) or move them."
-            )
-        info = {c: _write_category(tmp, c, p) for c in p["categories"]}
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp:
+        info = {c: _write_category(Path(tmp), c, p) for c in p["categories"]}
         prev = read_marker(out) or {}
-        old = prev.get("params", {}).get("categories", [])
-        # Classes generated earlier with the same settings stay: each class's images depend only
-        # on (seed, class name, sizes), so a run on `[cable]` must not delete `screw` under a
-        # parallel run that reads it.
-        same = _same_settings(prev, p)
-        keep = [c for c in old if same and c not in p["categories"] and _ours(out / c)]
+        old = prev.get("params", {}).get("categories", []) if _same_settings(prev, p) else []
+        keep = [c for c in old if c not in p["categories"] and _ours(out / c)]
         (out / MARKER).unlink(missing_ok=True)  # from here on the folder counts as incomplete
-        for c in (set(old) | set(p["categories"])) - set(keep):
-            if _ours(out / c):
-                shutil.rmtree(out / c)
+        for c in out.iterdir():
+            if c.name not in keep and _ours(c):
+                shutil.rmtree(c)
         for c in p["categories"]:
-            (tmp / c).rename(out / c)
-        record = {
-            "generator": __name__,
-            "version": FORMAT_VERSION,
-            "params": {**p, "categories": keep + p["categories"]},
-            "nuisance_kinds": nuisances.KINDS,
-            "nuisance_rates": nuisances.RATES,
-            "categories": {c: prev.get("categories", {}).get(c, {}) for c in keep} | info,
-        }
-        (out / f"{MARKER}.part").write_text(json.dumps(record, indent=1))
-        (out / f"{MARKER}.part").replace(out / MARKER)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            (Path(tmp) / c).rename(out / c)
+    record = {
+        "generator": __name__,
+        "version": FORMAT_VERSION,
+        "params": {**p, "categories": keep + p["categories"]},
+        "nuisance_kinds": nuisances.KINDS,
+        "nuisance_rates": nuisances.RATES,
+        "categories": {c: prev["categories"][c] for c in keep} | info,
+    }
+    (out / f"{MARKER}.part").write_text(json.dumps(record, indent=1))
+    (out / f"{MARKER}.part").replace(out / MARKER)
     return out
 
 
@@ -213,19 +211,10 @@ def _same_settings(record: dict, params: dict) -> bool:
     )
 
 
-def is_complete(
-    out_dir: str | Path,
-    categories: Sequence[str] = DEFAULT_CATEGORIES,
-    n_train: int = 220,
-    n_test: int = 120,
-    seed: int = 0,
-    image_size: int = 256,
-) -> bool:
-    """True only if `out_dir` holds a finished dataset generated with these parameters for (at
-    least) these categories: a set of four classes serves a run on one of them. Raises
-    AeLabError for parameters `generate` would refuse."""
-    record = read_marker(out_dir) or {}
-    wanted = _params(categories, n_train, n_test, seed, image_size)
+def is_complete(out_dir: str | Path, **settings) -> bool:
+    """True only if `out_dir` holds a finished dataset generated with these `settings` (see
+    `check_settings`) for (at least) these categories: a set of four classes serves a run on one."""
+    record, wanted = read_marker(out_dir) or {}, check_settings(**settings)
     have = record.get("params", {}).get("categories", [])
     root = Path(out_dir).expanduser()
     return _same_settings(record, wanted) and all(

@@ -1,4 +1,7 @@
-"""CLI: `python -m ae_lab.data.synthetic OUT_DIR [--categories ...] [--n-train N] ...`."""
+"""Generate a synthetic dataset in MVTec AD's folder layout
+(<out>/<category>/{train/good,test/<defect>,ground_truth/<defect>}) with localised defects, exact
+masks and documented nuisances (listed per file in <out>/synthetic.json). Same arguments give
+byte-identical files."""
 
 import argparse
 import sys
@@ -16,10 +19,7 @@ CATEGORIES_HELP = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ae_lab.data.synthetic",
-        description="Generate a synthetic dataset in MVTec AD's folder layout "
-        "(<out>/<category>/{train/good,test/<defect>,ground_truth/<defect>}) with localised "
-        "defects, exact masks and documented nuisances (listed per file in <out>/synthetic.json). "
-        "Same arguments give byte-identical files.",
+        description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument

@@ -8,7 +8,7 @@ the pixels around it; that keeps a 256 px image at a few milliseconds.
 """
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, reduce
 from itertools import pairwise
 
 import numpy as np
@@ -61,12 +61,7 @@ def polyline(points: list[tuple[float, float]], r: float) -> Sdf:
 
 
 def union(*sdfs: Sdf) -> Sdf:
-    def sdf(u, v):
-        out = sdfs[0](u, v)
-        for s in sdfs[1:]:
-            out = np.minimum(out, s(u, v))
-        return out
-
+    sdf = lambda u, v: reduce(np.minimum, (s(u, v) for s in sdfs))  # noqa: E731
     boxes = [s.bbox for s in sdfs]
     lo, hi = np.min(boxes, 0), np.max(boxes, 0)
     return shape(sdf, (lo[0], lo[1], hi[2], hi[3]))
@@ -123,10 +118,8 @@ def _falloff(size: int, strength: float) -> np.ndarray:
 
 def _affine(shift, angle: float, scale: float) -> np.ndarray:
     """3x3 matrix mapping a frame's (u, v, 1) to the parent frame."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array(
-        [[scale * c, -scale * s, shift[0]], [scale * s, scale * c, shift[1]], [0, 0, 1]]
-    )
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[c, -s, shift[0]], [s, c, shift[1]], [0, 0, 1]])
 
 
 class Canvas:

@@ -56,7 +56,7 @@ def assign(
     return train, test
 
 
-def pose(rng: np.random.Generator, size: int, large: bool) -> tuple[tuple[float, float], float]:
+def pose(rng: np.random.Generator, large: bool) -> tuple[tuple[float, float], float]:
     """(shift in normalised units, rotation in radians) of one image."""
     unit = 2.0 / 256  # one pixel at 256 px, so poses scale with the image
     if large:
