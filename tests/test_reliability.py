@@ -26,7 +26,7 @@ from ae_lab.data.table import MaskSizeWarning, NoTestImagesWarning, scan_mvtec
 from ae_lab.errors import AeLabError
 from ae_lab.module import AutoencoderModule, NonFiniteLossError, non_finite_tensors
 from ae_lab.training import build_module, train
-from tests.compose import CONF_DIR, compose_config, tiny_overrides
+from tests.compose import compose_config, tiny_overrides
 from tests.conftest import write_tiny_mvtec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,8 +163,7 @@ def test_parallel_runs_on_a_fresh_synthetic_root_generate_and_decode_once(tmp_pa
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     events = [e for r in results for e in r["events"]]
     assert events.count("generated") == 1, events
-    # train and test caches: each decoded by one of the two runs only
-    assert events.count("decoded") == 2, events
+    assert events.count("decoded") == 1, events  # one cache, decoded by one of the two runs
     assert results[0]["n"] == results[1]["n"] == 6
 
 
@@ -196,7 +195,7 @@ def test_no_validation_images_with_wandb_keeps_the_checkpoint(tiny_mvtec, tmp_pa
 
 
 def test_media_errors_never_stop_the_run(caplog):  # 1: a callback error must not cost the run
-    from ae_lab.tracking.media import WandbMediaCallback
+    from ae_lab.callbacks import WandbMediaCallback
 
     class Broken(WandbMediaCallback):
         def _log_val_media(self, *args, **kwargs):
@@ -209,9 +208,8 @@ def test_media_errors_never_stop_the_run(caplog):  # 1: a callback error must no
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lr", ["1e6", "1e8"])
-def test_diverging_run_saves_no_non_finite_checkpoint_and_says_so(tiny_mvtec, tmp_path, lr):  # 2
-    cfg = tiny(tiny_mvtec, tmp_path, f"optimizer.lr={lr}", "trainer.max_epochs=3")
+def test_diverging_run_saves_no_non_finite_checkpoint_and_says_so(tiny_mvtec, tmp_path):  # 2
+    cfg = tiny(tiny_mvtec, tmp_path, "optimizer.lr=1e8", "trainer.max_epochs=3")
     with pytest.raises(NonFiniteLossError) as caught:
         train(cfg)
     message = str(caught.value)
@@ -221,7 +219,49 @@ def test_diverging_run_saves_no_non_finite_checkpoint_and_says_so(tiny_mvtec, tm
     else:
         assert "No checkpoint was saved" in message
     assert "gradient_clip_val" not in message  # clipping is already on in trainer=default
-    assert "optimizer.lr" in message
+    # The configured value, not the one-cycle schedule's current (warm-up) one: issue 20.
+    assert "optimizer.lr=1e+08 now" in message
+
+
+@pytest.mark.slow
+def test_full_disk_while_checkpointing_leaves_no_truncated_checkpoint(
+    tiny_mvtec, tmp_path, monkeypatch
+):  # issue 20, item 4
+    import lightning.fabric.plugins.io.torch_io as torch_io
+
+    saves = []
+
+    def disk_full_in_second_epoch(checkpoint, path):
+        saves.append(path)
+        if checkpoint["epoch"] == 1:
+            Path(path).write_bytes(b"PK\x03\x04 half a zip")  # what a full disk leaves behind
+            raise OSError(errno.ENOSPC, "No space left on device")
+        torch.save(checkpoint, path)
+
+    monkeypatch.setattr(torch_io, "_atomic_save", disk_full_in_second_epoch)
+    with pytest.raises(
+        AeLabError, match=r"Could not write the checkpoint.*No space left.*ckpt_path"
+    ):
+        train(tiny(tiny_mvtec, tmp_path, "trainer.max_epochs=2"))
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert "last.ckpt" in files and not [f for f in files if f.endswith(".tmp")], files
+    for file in (tmp_path / "checkpoints").glob("*.ckpt"):
+        assert torch.load(file, weights_only=False)["epoch"] == 0  # complete, from epoch 0
+
+
+def test_wandb_without_network_or_key_says_so_in_one_line(monkeypatch, capsys):  # issue 20
+    from ae_lab.callbacks import ensure_wandb_mode
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("WANDB_MODE")
+    assert ensure_wandb_mode() == "offline" and os.environ["WANDB_MODE"] == "offline"
+    assert "does not answer" in capsys.readouterr().out
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("NETRC", os.devnull)
+    with pytest.raises(AeLabError, match=r"wandb login.*WANDB_MODE=offline.*logger=none"):
+        ensure_wandb_mode()
 
 
 @pytest.mark.slow
@@ -293,20 +333,9 @@ def test_gpu_trainer_without_gpu_suggests_the_default_trainer(tiny_mvtec, tmp_pa
         train(tiny(tiny_mvtec, tmp_path, "trainer=gpu"))
 
 
-def test_mistyped_key_points_to_the_real_one():  # item 16
-    from ae_lab.overrides import unknown_key_message
-
-    message = unknown_key_message(["trainer.max_epoch=1", "model=unet"], CONF_DIR)
-    assert "`trainer.max_epochs=1`" in message and "+trainer" not in message
-    assert unknown_key_message(["model.net.depht=3", "model=unet"], CONF_DIR).count("depth=3")
-    for fine in (["trainer.max_epochs=1", "model=vae", "model.kl_beta=0.1"], ["+extra=1"]):
-        assert unknown_key_message(fine, CONF_DIR) is None
-
-
 @pytest.mark.parametrize(
     ("override", "says", "not_says"),
     [
-        ("trainer.max_epoch=1", "trainer.max_epochs=1", "+trainer.max_epoch"),  # item 16
         ("data.batch_size=abc", "`data.batch_size` must be an integer", "Traceback"),  # item 13
     ],
 )

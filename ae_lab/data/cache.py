@@ -75,7 +75,7 @@ def load_or_build(
         ) from exc
     root_id = hashlib.sha256(str(Path(root).expanduser().resolve()).encode()).hexdigest()[:8]
     categories = "+".join(sorted(set(rows["category"])))[:60]
-    prefix = f"{categories}-{'+'.join(sorted(set(rows['split'])))}-{image_size}px-{root_id}"
+    prefix = f"{categories}-{image_size}px-{root_id}"
     file = cache_dir / f"{prefix}-{cache_key(rows, image_size, root)[:20]}.npz"
     # Parallel runs on one machine wait here for the first one's cache instead of decoding again.
     with FileLock(cache_dir / f"{prefix}.lock"):

@@ -146,17 +146,9 @@ class MVTecDataModule(LightningDataModule):
             if not synthetic.is_complete(self.root, **params):
                 synthetic.generate(self.root, **params)
 
-    def _rows(self, split: str) -> pd.DataFrame:
-        """The scanned rows whose images are decoded (and cached) together: "train" (train and
-        val) or "test", in scan order."""
-        table = self.table()
-        return table[table["split"].isin(["test"] if split == "test" else ["train", "val"])]
-
     def prepare_data(self) -> None:
-        """Generate the synthetic set if asked, and build the decode caches (rank 0 only)."""
-        for split in ("train", "test"):
-            if not (rows := self._rows(split)).empty:  # a dataset without test images
-                load_or_build(rows, self.image_size, self.cache_dir, self.root)
+        """Generate the synthetic set if asked, and build the decode cache (rank 0 only)."""
+        load_or_build(self.table(), self.image_size, self.cache_dir, self.root)
 
     def table(self, split: str | None = None) -> pd.DataFrame:
         """Rows of `split` ("train" | "val" | "test"); row i is batch `index` i. Without `split`,
@@ -172,23 +164,18 @@ class MVTecDataModule(LightningDataModule):
 
     # ---- datasets -----------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        """Load the splits `stage` needs into memory; calling it again is a no-op."""
-        if stage in (None, "fit", "validate") and "train" not in self._datasets:
-            self._load("train", ("train", "val"))
-        if stage in (None, "test", "predict") and "test" not in self._datasets:
-            self._load("test", ("test",))
-
-    def _load(self, source: str, splits: tuple[str, ...]) -> None:
-        """Decode (or load from cache) the rows of `source`, then cut them into `splits`."""
-        rows = self._rows(source)
-        if rows.empty:
+        """Load every split into memory (decoded once, then from the cache); a no-op when called
+        again."""
+        if stage in ("test", "predict") and self.table("test").empty:
             raise AeLabError(self.no_test_images_message())
-        images, masks = load_or_build(rows, self.image_size, self.cache_dir, self.root)
-        images, masks = self._align(images, masks, rows["category"])
-        for split in splits:
-            pos = np.flatnonzero(rows["split"] == split)
-            table = rows.iloc[pos].reset_index(drop=True)
-            self._datasets[split] = InMemoryImages(images[pos], masks[pos], table)
+        if self._datasets:
+            return
+        table = self.table()
+        images, masks = load_or_build(table, self.image_size, self.cache_dir, self.root)
+        images, masks = self._align(images, masks, table["category"])
+        for split in ("train", "val", "test"):
+            rows = np.flatnonzero(table["split"] == split)
+            self._datasets[split] = InMemoryImages(images[rows], masks[rows], self.table(split))
 
     def no_test_images_message(self) -> str:
         """Why there is nothing to test, naming the folders that were searched."""
