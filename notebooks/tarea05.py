@@ -17,9 +17,11 @@
 # Esta es la entrega de la tarea. Cada paso se ejecuta aquí y se explica en texto; cada figura
 # es el archivo que registró una corrida de **Weights & Biases (W&B)**, leído de vuelta de la
 # carpeta de esa corrida e insertado en el notebook. El código vive en el paquete `ae_lab/` del
-# repositorio; las celdas sólo lo llaman.
+# repositorio; las celdas muestran sus piezas clave (el `Trainer`, el logger de W&B, los
+# callbacks, el `LightningModule`, los *skips* de la U-Net) y corren la grilla con el mismo comando
+# que se usaría en una terminal.
 #
-# **Cómo ejecutarlo.** `make notebook` (o `python -m ae_lab.report.notebook notebooks/tarea05.ipynb`)
+# **Cómo ejecutarlo.** `make notebook` (o `python -m ae_lab.report.notebook notebooks/tarea05.py`)
 # ejecuta una copia con los parámetros de la celda siguiente; `-p NOMBRE VALOR` los cambia y
 # `--smallest` usa el tamaño mínimo de la integración continua (CI). La fuente del notebook es
 # `notebooks/tarea05.py` (jupytext, formato *percent*), emparejada con `tarea05.ipynb`.
@@ -50,25 +52,113 @@ RUN_GRID = True  # False: reutiliza las corridas del grupo GROUP
 GROUP = None  # grupo de W&B; None: uno nuevo; obligatorio cuando no se entrena
 
 # %%
+import inspect
 import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import hydra
+import numpy as np
 import pandas as pd
 import torch
+from hydra import compose, initialize_config_dir
+from IPython.display import Markdown, display
+from PIL import Image
 
 from ae_lab import keys
-from ae_lab.report import handin
-from ae_lab.report.display import show_array, show_image_file, show_md, show_table
+from ae_lab.report import interval_table
+from ae_lab.report.media import media_files, show_image
 
-S = handin.setup(globals())
-CFG = S.compose("model=ae", "loss=l2")
+# %% [markdown]
+# Cuatro ayudas de presentación: texto y tablas como Markdown, el código fuente de una función del
+# paquete, y los archivos que una corrida registró en W&B (`ae_lab/report/media.py`).
+
+
+# %%
+def show_md(text: str) -> None:
+    display(Markdown(text))
+
+
+def show_table(table: pd.DataFrame, title: str = "", digits: int = 3) -> None:
+    head = f"**{title}**\n\n" if title else ""
+    show_md(head + table.to_markdown(index=False, floatfmt=f".{digits}f"))
+
+
+def show_source(obj) -> None:
+    show_md(f"```python\n{inspect.getsource(obj).rstrip()}\n```")
+
+
+def logged(run_id: str, key: str) -> list:
+    """(archivo, leyenda) de cada imagen que la corrida `run_id` registró en W&B bajo `key`."""
+    return media_files(run_id, key, WANDB_DIR, PROJECT if WANDB_MODE == "online" else None)
+
+
+# %% [markdown]
+# El notebook se ejecuta desde la raíz del repositorio (allí están `conf/`, `sweeps/` y
+# `train.py`). Las corridas que lanza escriben en W&B según `WANDB_MODE` y `WANDB_DIR`; el
+# sintético va a una carpeta propia de su tamaño, así que otro tamaño nunca pisa estas imágenes.
+
+# %%
+ROOT = next(d for d in [Path.cwd(), *Path.cwd().parents] if (d / "train.py").is_file())
+os.chdir(ROOT)
+WANDB_DIR = Path(WANDB_DIR or os.environ.get("WANDB_DIR") or ROOT).resolve()
+os.environ |= {"WANDB_DIR": str(WANDB_DIR), "WANDB_MODE": WANDB_MODE, "WANDB_SILENT": "true"}
+if DATA == "mvtec" and DATA_ROOT is None:
+    raise ValueError('DATA = "mvtec" necesita DATA_ROOT: la carpeta con cable/, screw/, ...')
+if GROUP is None and not RUN_GRID:
+    raise ValueError("RUN_GRID = False reutiliza las corridas de un grupo de W&B: defina GROUP.")
+if DATA_ROOT is None:
+    name = f"synthetic_nb_{'-'.join(CATEGORIES)}_n{N_TRAIN}-{N_TEST}_{SOURCE_SIZE}px"
+    DATA_ROOT = Path(os.environ.get("AE_LAB_CACHE", ".cache/ae_lab"), name)
+GROUP = GROUP or f"nb-{DATA}-{time.strftime('%Y%m%d-%H%M%S')}"
 COMPLETO = EPOCHS >= 10 and (DATA == "mvtec" or N_TEST >= 50)  # el tamaño de la entrega
-show_table(handin.versions(), title="Versiones")
+
+# %% [markdown]
+# Los overrides de Hydra que comparten todas las corridas de esta ejecución, y la configuración
+# compuesta de una de ellas (`conf/config.yaml` más esos overrides, lo mismo que compone
+# `train.py`).
+
+# %%
+OVERRIDES = [
+    f"data={DATA}",
+    f"data.root='{Path(DATA_ROOT).resolve()}'",
+    f"data.categories=[{','.join(CATEGORIES)}]",
+    f"data.image_size={IMAGE_SIZE}",
+    f"data.batch_size={BATCH_SIZE}",
+    f"trainer.max_epochs={EPOCHS}",
+    f"logger.project={PROJECT}",
+    *(
+        [f"data.generate.n_train={N_TRAIN}", f"data.generate.n_test={N_TEST}",
+         f"data.generate.image_size={SOURCE_SIZE}"]
+        if DATA == "synthetic" else []
+    ),
+    *EXTRA_OVERRIDES,
+]  # fmt: skip
+
+
+def config(*extra: str):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[*OVERRIDES, *extra])
+
+
+CFG = config("model=ae", "loss=l2")
 device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
 show_md(
-    f"Datos `{DATA}` en `{S.data_root.name}`; {EPOCHS} épocas por corrida; dispositivo {device} "
-    f"({os.cpu_count()} núcleos); W&B {WANDB_MODE}, proyecto `{PROJECT}`, grupo `{S.group}`; "
-    f"tamaño completo de la entrega: {'sí' if COMPLETO else 'no (ejecución corta de prueba)'}."
+    f"Datos `{DATA}` en `{Path(DATA_ROOT).name}`; {EPOCHS} épocas por corrida; dispositivo "
+    f"{device} ({os.cpu_count()} núcleos); W&B {WANDB_MODE}, proyecto `{PROJECT}`, grupo "
+    f"`{GROUP}`; tamaño completo de la entrega: {'sí' if COMPLETO else 'no (prueba corta)'}."
+)
+
+# %%
+from importlib.metadata import version
+
+names = ["torch", "lightning", "hydra-core", "wandb", "kornia", "matplotlib", "pandas"]
+show_table(
+    pd.DataFrame([(n, version(n)) for n in names], columns=["paquete", "versión"]),
+    title=f"Versiones (Python {sys.version.split()[0]})",
 )
 
 # %% [markdown]
@@ -111,26 +201,60 @@ show_md(
 
 # %%
 dm = hydra.utils.instantiate(CFG.data)
-TABLE = handin.image_table(dm)
-show_table(handin.counts(TABLE), title=f"Imágenes por clase y partición ({len(TABLE)} en total)")
-show_table(handin.defect_counts(TABLE), title="Imágenes de test por tipo de defecto")
+dm.prepare_data()  # genera el sintético si falta
+TABLE = pd.concat([dm.table(s) for s in ("train", "val", "test")], ignore_index=True)
+split = pd.Categorical(TABLE["split"], ["train", "val", "test"])
+counts = pd.crosstab(
+    TABLE["category"], [split, TABLE["label"].map({0: "buenas", 1: "defectuosas"})]
+)
+counts.columns = [" ".join(c) for c in counts.columns]
+show_table(
+    counts.rename_axis("clase").reset_index(), f"Imágenes por clase y partición ({len(TABLE)})"
+)
+defects = TABLE[TABLE["label"] == 1].groupby(["category", "defect"])
+show_table(
+    defects.agg(imágenes=("path", "size"), con_máscara=("mask_path", "count"))
+    .reset_index()
+    .rename(columns={"category": "clase", "defect": "defecto"}),
+    title="Imágenes de test por tipo de defecto",
+)
 
 # %% [markdown]
-# Muestras de entrenamiento (buenas), ya preprocesadas; una fila por clase, en el orden de
+# Muestras de entrenamiento (buenas) tal como están en disco; una fila por clase, en el orden de
 # `CATEGORIES`:
 
+
 # %%
-show_array(handin.train_samples(TABLE, CATEGORIES, IMAGE_SIZE))
+def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Filas de imágenes uint8 [H, W, 3] como una sola imagen (las filas cortas, con negro)."""
+    rows = [np.hstack(r) for r in rows]
+    width = max(r.shape[1] for r in rows)
+    return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+
+
+def read(path: str, mode: str = "RGB") -> np.ndarray:
+    return np.asarray(Image.open(path).convert(mode).resize((IMAGE_SIZE, IMAGE_SIZE)))
+
+
+train = TABLE[TABLE["split"] == "train"]
+show_image(grid([[read(p) for p in train[train["category"] == c]["path"][:6]] for c in CATEGORIES]))
 
 # %% [markdown]
 # Un ejemplo de cada tipo de defecto: la imagen de test y, a su derecha, la misma con la máscara
-# pintada en rojo.
+# pintada en rojo; una fila por clase, con sus defectos en el orden de la leyenda.
 
 # %%
-pairs, order = handin.defect_examples(TABLE, IMAGE_SIZE)
-show_array(pairs)
-show_table(order, title="Orden de los pares (de izquierda a derecha y de arriba abajo)")
-
+first = defects.head(1)
+rows = {c: [] for c in CATEGORIES}
+for r in first.itertuples():
+    image, mask = read(r.path), read(r.mask_path, "L") > 127
+    tinted = image.copy()
+    tinted[mask] = (0.35 * tinted[mask] + 0.65 * np.array([255, 0, 0])).astype(np.uint8)
+    rows[r.category] += [image, tinted]
+show_image(grid(list(rows.values())))
+show_md(
+    "; ".join(f"**{c}**: {', '.join(first[first['category'] == c]['defect'])}" for c in CATEGORIES)
+)
 # %% [markdown]
 # **Preprocesamiento.** Cada archivo se lee con Pillow y se lleva a RGB de 8 bits (las imágenes en
 # escala de grises, como `screw`, se replican en tres canales), se redimensiona a `IMAGE_SIZE` x
@@ -151,14 +275,18 @@ show_table(order, title="Orden de los pares (de izquierda a derecha y de arriba 
 # transforman igual. El círculo del cable no tiene eje principal y se deja como está. Así las ve
 # la red:
 
-# %%
-show_md(f"`data.align = {list(CFG.data.align)}`, `data.straighten = {list(CFG.data.straighten)}`")
-show_array(handin.network_inputs(dm, CATEGORIES))
 
 # %%
-batch = next(iter(dm.train_dataloader()))["image"]
-show_md(f"Un lote de entrenamiento: `{batch.dtype}` {tuple(batch.shape)}, valores en [0, 1].")
-assert batch.dtype == torch.float32 and batch.min() >= 0 and batch.max() <= 1
+show_md(f"`data.align = {list(CFG.data.align)}`, `data.straighten = {list(CFG.data.straighten)}`")
+seen = {c: [] for c in CATEGORIES}
+for batch in dm.train_dataloader():
+    for image, category in zip(batch["image"], batch["category"], strict=True):
+        seen[category].append((image.permute(1, 2, 0) * 255).round().byte().numpy())
+show_image(grid([seen[c][:6] for c in CATEGORIES]))
+show_md(f"Un lote de entrenamiento: `{batch['image'].dtype}` {tuple(batch['image'].shape)}.")
+assert (
+    batch["image"].dtype == torch.float32 and 0 <= batch["image"].min() <= batch["image"].max() <= 1
+)
 
 # %% [markdown]
 # ## 3. Configuración (Hydra)
@@ -166,17 +294,25 @@ assert batch.dtype == torch.float32 and batch.min() >= 0 and batch.max() <= 1
 # Todo lo que distingue a una corrida está en `conf/`: `config.yaml` compone un archivo por grupo
 # (`data`, `model`, `loss`, `trainer`, `logger`, `scoring`) y cada archivo es YAML plano con un
 # `_target_`, la clase que Hydra instancia. Cambiar de modelo o de pérdida es elegir otra opción
-# del grupo (`model=unet loss=ssim`).
+# del grupo (`model=unet loss=ssim`). La configuración compuesta de arriba (`model=ae loss=l2`),
+# la misma que recibe `train.py` y que queda en la configuración de la corrida en W&B:
 
 # %%
-show_table(handin.config_groups(S.root), title="Grupos y opciones de `conf/`")
+from omegaconf import OmegaConf
+
+parts = ["seed", "data", "model", "loss", "optimizer", "trainer", "scoring", "run_name"]
+show_md(f"```yaml\n{OmegaConf.to_yaml(OmegaConf.masked_copy(CFG, parts), resolve=True)}```")
 
 # %% [markdown]
-# La configuración compuesta de una corrida (`model=ae loss=l2` más los overrides de esta
-# ejecución): la misma que recibe `train.py` y que queda en la configuración de la corrida en W&B.
+# `train.py` es la entrada: `@hydra.main` compone esa configuración desde la línea de comandos y
+# llama a `train(cfg)`, que instancia desde ella el *data module*, el `LightningModule`, los
+# callbacks, el logger de W&B y el `Trainer`, entrena, evalúa en test y devuelve las métricas.
 
 # %%
-show_md("```yaml\n" + handin.config_yaml(CFG) + "```")
+show_md(f"```python\n{Path('train.py').read_text().rstrip()}\n```")
+from ae_lab.training import train
+
+show_source(train)
 
 # %% [markdown]
 # **Tres maneras de correr la grilla**, el mismo archivo de barrido (`method: grid`, parámetros
@@ -191,39 +327,56 @@ show_md("```yaml\n" + handin.config_yaml(CFG) + "```")
 #    ```bash
 #    python train.py -m hydra/launcher=joblib model=ae,unet loss=l1,l2,ssim,ssim_l1
 #    ```
-# 3. **El ejecutor offline del repositorio**, que valida cada punto del archivo de barrido y lo
-#    traduce a un multirun de Hydra (es el que usa este notebook):
-#    ```bash
-#    python -m ae_lab.sweep sweeps/demo.yaml --jobs 2
-#    ```
+# 3. **El ejecutor offline del repositorio**, que traduce el archivo de barrido a un multirun de
+#    Hydra (es el que usa este notebook; `--dry-run` imprime el comando sin correrlo):
 
 # %%
-show_table(handin.grid_points(S, SWEEP), title=f"Las corridas de `{SWEEP}` en esta ejecución")
+show_md(f"`{SWEEP}`:\n```yaml\n{Path(SWEEP).read_text().rstrip()}\n```")
+GRID = [
+    sys.executable,
+    "-m",
+    "ae_lab.sweep",
+    SWEEP,
+    *OVERRIDES,
+    "--jobs",
+    str(JOBS),
+    "--group",
+    GROUP,
+]
+_ = subprocess.run([*GRID, "--dry-run"], check=True)
 
 # %% [markdown]
 # ## 4. Modelos y LightningModule
 #
-# Ambas redes comparten codificador y decodificador (`ae_lab/models/blocks.py`): convoluciones de
-# paso 2 que reducen la resolución a la mitad, una capa lineal hasta el vector latente `z`, y el
-# camino inverso hasta una salida sigmoide en [0, 1]. La U-Net agrega *skips*: en cada nivel el
+# Ambas redes comparten codificador y decodificador (`ae_lab/models/`): convoluciones de paso 2
+# que reducen la resolución a la mitad, una capa lineal hasta el vector latente `z`, y el camino
+# inverso hasta una salida sigmoide en [0, 1]. La U-Net agrega *skips*: en cada nivel el
 # decodificador recibe el mapa del codificador de la misma resolución.
 
 # %%
-NETS = {m: hydra.utils.instantiate(S.compose(f"model={m}").model.net) for m in ("ae", "unet")}
-show_table(handin.network_table(NETS, IMAGE_SIZE), title="Las dos redes")
+NETS = {m: hydra.utils.instantiate(config(f"model={m}").model.net) for m in ("ae", "unet")}
+x = torch.rand(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+show_table(
+    pd.DataFrame(
+        [(m, type(net).__name__, sum(p.numel() for p in net.parameters()), net.encode(x).shape[1])
+         for m, net in NETS.items()],
+        columns=["modelo", "clase", "parámetros", "dim. de z"],
+    ),
+    title="Las dos redes",
+)  # fmt: skip
+show_source(type(NETS["unet"]))
 
 # %% [markdown]
 # El `LightningModule` (`ae_lab/module.py`) recibe la red, la pérdida y el optimizador ya
 # instanciados por Hydra. Sus partes clave: el paso de entrenamiento, la validación con los tres
-# errores comunes a todas las corridas y el paso de test que produce, una sola vez, las
-# predicciones que luego leen las métricas y los callbacks de W&B.
+# errores comunes a todas las corridas, el paso de test que produce, una sola vez, las
+# predicciones que luego leen las métricas y los callbacks de W&B, y el optimizador.
 
 # %%
 from ae_lab.module import AutoencoderModule
 
-for method in ("training_step", "validation_step", "test_step"):
-    show_md(handin.source(getattr(AutoencoderModule, method)))
-
+for method in ("training_step", "validation_step", "test_step", "configure_optimizers"):
+    show_source(getattr(AutoencoderModule, method))
 # %% [markdown]
 # **Por qué importan los *skips*.** En el autoencoder clásico todo pasa por `z`, un cuello de
 # botella que sólo alcanza para lo que se repite en las imágenes buenas; un defecto no cabe en esa
@@ -238,14 +391,19 @@ for method in ("training_step", "validation_step", "test_step"):
 # Cada corrida es un `train.py`: entrena con imágenes buenas, valida cada época, guarda el mejor
 # *checkpoint* por `val/loss`, lo evalúa en test y registra en W&B las curvas, las
 # reconstrucciones, el t-SNE de los latentes, la tabla de puntuaciones por imagen, los histogramas
-# y los AUROC (las métricas de test van al resumen de la corrida).
+# y los AUROC (las métricas de test van al resumen de la corrida). La celda corre la grilla con el
+# comando de la sección 3 (un multirun de Hydra, `JOBS` corridas a la vez), el mismo de
+# `make demo`.
 
 # %%
 if RUN_GRID:
-    minutes = handin.run_grid(S, SWEEP, JOBS)
-    show_md(f"Grilla completa en **{minutes:.1f} min**, grupo de W&B `{S.group}`.")
+    start = time.time()
+    print("$", shlex.join(["python", *GRID[1:]]), flush=True)
+    grid = subprocess.run(GRID, stderr=subprocess.PIPE, text=True)  # barras de avance: aparte
+    assert grid.returncode == 0, f"la grilla falló; sus últimos mensajes:\n{grid.stderr[-3000:]}"
+    show_md(f"Grilla completa en **{(time.time() - start) / 60:.1f} min**, grupo `{GROUP}`.")
 else:
-    show_md(f"`RUN_GRID = False`: se reutilizan las corridas del grupo `{S.group}`.")
+    show_md(f"`RUN_GRID = False`: se reutilizan las corridas del grupo `{GROUP}`.")
 
 # %% [markdown]
 # ## 6. Resultados desde W&B
@@ -253,19 +411,18 @@ else:
 # Todo lo que sigue se lee de las corridas de W&B del grupo (las carpetas offline o la API).
 # `run_analysis` es lo mismo que `analyze.py`: arma las tablas, escribe el informe HTML y registra
 # una corrida de análisis en W&B con las figuras que comparan corridas; las figuras de abajo son
-# los archivos que esas corridas registraron.
+# los archivos que esas corridas registraron (`logged`, arriba, los busca en el resumen de cada
+# corrida).
 
 # %%
-from ae_lab.analysis.run import run_analysis
-from ae_lab.report import results
+from ae_lab.analysis.report import run_analysis
 
 OUT = run_analysis(
-    PROJECT, group=S.group, offline_dir=None if S.online else S.wandb_dir / "wandb",
-    out_dir=S.root / "reports" / PROJECT,
+    PROJECT, group=GROUP, offline_dir=None if WANDB_MODE == "online" else WANDB_DIR / "wandb",
+    out_dir=ROOT / "reports" / PROJECT,
 )  # fmt: skip
 RUNS, SCORES, A = OUT.data.runs.set_index("label", drop=False), OUT.data.scores, OUT.analysis
-MEDIA = results.media_runs(dict(RUNS["run_id"]), S.wandb_dir, PROJECT, S.online)
-AN = results.media_runs({"análisis": OUT.logged.run_id}, S.wandb_dir, PROJECT, S.online)["análisis"]
+ANALYSIS_RUN = OUT.logged.run_id
 MODELS, LOSSES = sorted(RUNS["model"].unique()), sorted(RUNS["loss"].unique())
 show_md(f"**{len(RUNS)} corridas** leídas de {OUT.data.source}; informe en `{OUT.index_html}`.")
 assert len(RUNS) == len(MODELS) * len(LOSSES), "la grilla está incompleta"
@@ -281,7 +438,7 @@ assert not A.mismatches, A.mismatches  # los AUROC recalculados coinciden con lo
 
 # %%
 for m in MODELS:
-    show_image_file(results.media_file(AN, f"analysis/loss_curves_image/{m}"))
+    show_image(logged(ANALYSIS_RUN, f"analysis/loss_curves_image/{m}")[0][0])
 
 # %% [markdown]
 # ### 6.2 Reconstrucciones de validación
@@ -290,9 +447,9 @@ for m in MODELS:
 # sus reconstrucciones, al final del entrenamiento.
 
 # %%
-for label in RUNS.index:
+for label, run in RUNS.iterrows():
     show_md(f"**{label}**")
-    show_image_file(results.media_file(MEDIA[label], keys.VAL_RECONSTRUCTIONS))
+    show_image(logged(run["run_id"], keys.VAL_RECONSTRUCTIONS)[0][0])
 
 # %% [markdown]
 # ### 6.3 t-SNE de los latentes de validación
@@ -301,8 +458,8 @@ for label in RUNS.index:
 # tal como lo registró cada corrida (`val/latent_tsne_image`).
 
 # %%
-for label in RUNS.index:
-    show_image_file(results.media_file(MEDIA[label], keys.VAL_LATENT_TSNE_IMAGE))
+for run_id in RUNS["run_id"]:
+    show_image(logged(run_id, keys.VAL_LATENT_TSNE_IMAGE)[0][0])
 
 # %% [markdown]
 # ### 6.4 Histogramas de la puntuación por tipo de defecto
@@ -316,9 +473,8 @@ BEST = RUNS.sort_values(keys.TEST_IMAGE_AUROC).groupby("model").tail(1)["label"]
 for label in BEST:
     show_md(f"**{label}**")
     for cat in CATEGORIES:
-        show_image_file(
-            results.media_file(MEDIA[label], f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{cat}")
-        )
+        key = f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{cat}"
+        show_image(logged(RUNS.loc[label, "run_id"], key)[0][0])
 
 # %% [markdown]
 # ### 6.5 AUROC por clase y defecto
@@ -327,7 +483,7 @@ for label in BEST:
 # en que las imágenes defectuosas puntúan *por debajo* de las buenas.
 
 # %%
-show_image_file(results.media_file(AN, "analysis/auroc_heatmap_image"))
+show_image(logged(ANALYSIS_RUN, "analysis/auroc_heatmap_image")[0][0])
 
 # %% [markdown]
 # ## 7. Análisis
@@ -340,8 +496,9 @@ show_image_file(results.media_file(AN, "analysis/auroc_heatmap_image"))
 # cuyos intervalos se solapan no se ordenan: su diferencia está dentro del ruido.
 
 # %%
-CI = results.interval_table(RUNS, SCORES)
-show_table(CI, digits=3, title="AUROC (media de clases) e intervalo de bootstrap al 95 %")
+show_source(interval_table)
+CI = interval_table(RUNS, SCORES)
+show_table(CI, title="AUROC (media de clases) e intervalo de bootstrap al 95 %")
 assert ((CI["IC95 inf."] <= CI["AUROC"]) & (CI["AUROC"] <= CI["IC95 sup."])).all()
 
 # %% [markdown]
@@ -370,7 +527,14 @@ if COMPLETO and DATA == "synthetic":
 # cuatro pérdidas es menor**. Reconstruir bien no basta; hay que reconstruir mal lo anómalo.
 
 # %%
-REC = results.reconstruction_table(RUNS, A.run_table)
+final = A.run_table.set_index("label")  # los valores finales de validación de cada corrida
+REC = pd.DataFrame({
+    "modelo": RUNS["model"],
+    "pérdida": RUNS["loss"],
+    "val/l1": final[f"final_{keys.VAL_L1}"],
+    "val/one_minus_ssim": final[f"final_{keys.VAL_ONE_MINUS_SSIM}"],
+    "AUROC": RUNS[keys.TEST_IMAGE_AUROC],
+}).sort_values(["modelo", "pérdida"])  # fmt: skip
 show_table(REC, digits=4, title="Reconstrucción (validación) y detección (test), por corrida")
 by_arch = REC.pivot(index="pérdida", columns="modelo", values=["val/l1", "AUROC"])
 if COMPLETO:
@@ -396,7 +560,7 @@ pairs = [
     for m, sub in CI.groupby("modelo")
     for i, a in sub.iterrows()
     for j, b in sub.iterrows()
-    if i < j and not results.overlapping(a, b)
+    if i < j and (a["IC95 inf."] > b["IC95 sup."] or b["IC95 inf."] > a["IC95 sup."])
 ]
 show_table(
     pd.DataFrame(pairs, columns=["modelo", "pérdida A", "pérdida B", "AUROC A − B"]),
@@ -418,15 +582,16 @@ if COMPLETO:
 # histograma de la clase de ese defecto en la mejor U-Net y sus reconstrucciones de test.
 
 # %%
-DEF = results.defect_table(A.auroc_table, RUNS)
-show_table(DEF, digits=3, title="Mejor AUROC por defecto y arquitectura")
+best = A.auroc_table.drop(columns="best_run").T.groupby(RUNS["model"]).max().T.add_prefix("mejor ")
+DEF = best.reset_index().rename(columns={"category": "clase", "defect": "defecto"})
+DEF = DEF[DEF["defecto"] != "all"].reset_index(drop=True)
+show_table(DEF, title="Mejor AUROC por defecto y arquitectura")
 worst = DEF.loc[DEF["mejor unet"].idxmin()]
 show_md(f"Peor defecto para la U-Net: **{worst['clase']} / {worst['defecto']}**.")
 if COMPLETO:
     assert worst["mejor unet"] < 0.5 < worst["mejor ae"]
-unet_best = BEST[BEST.str.startswith("unet")].iloc[0]
-key = f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{worst['clase']}"
-show_image_file(results.media_file(MEDIA[unet_best], key))
+UNET = RUNS.loc[BEST[BEST.str.startswith("unet")].iloc[0], "run_id"]
+show_image(logged(UNET, f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{worst['clase']}")[0][0])
 
 # %% [markdown]
 # Reconstrucciones de test de la mejor U-Net (`test/reconstructions`): por tira, la imagen, su
@@ -434,8 +599,8 @@ show_image_file(results.media_file(MEDIA[unet_best], key))
 # real. La leyenda de cada tira dice su clase, su defecto y su puntuación.
 
 # %%
-for path, caption in zip(*results.test_strips(MEDIA[unet_best]), strict=True):
-    show_image_file(path, caption.split(" — ")[0])
+for path, caption in logged(UNET, keys.TEST_RECONSTRUCTIONS):
+    show_image(path, caption.split(" — ")[0])
 
 # %% [markdown]
 # ## 8. Conclusiones

@@ -2,16 +2,16 @@
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pytest
-from PIL import Image
 
 from ae_lab.errors import AeLabError
-from ae_lab.report.display import MAX_PNG_BYTES, encode_image, figure_bundle
-from ae_lab.report.notebook import SMALLEST, export_markdown, main, parse_parameters
-from ae_lab.report.wandb_media import media_files, media_names, open_api_run
+from ae_lab.report import media
+from ae_lab.report.media import media_files
+from ae_lab.report.notebook import SMALLEST, execute, export_markdown, main, parse_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "tarea05.ipynb"
@@ -78,7 +78,7 @@ def test_committed_notebook_matches_its_jupytext_source():
 
 
 def test_short_code_cells():
-    """Code cells call into ae_lab; a long cell is a program that belongs in ae_lab/report/."""
+    """Each code cell does one visible thing; a long cell is a program to split or move."""
     for cell in built().cells:
         if cell.cell_type == "code":
             assert len(cell.source.splitlines()) <= 30, cell.source[:200]
@@ -104,17 +104,6 @@ def test_parse_parameters_reads_yaml_values():
         parse_parameters([["EPOCHS", "[1,"]])
 
 
-def test_media_names_single_file_and_lists():
-    summary = {
-        "val/reconstructions.path": "media/images/val/r_4_ab.png",
-        "test/reconstructions.filenames": ["media/images/test/a.png", "media/images/test/b.png"],
-        "test/image_auroc": 0.9,
-    }
-    assert media_names(summary, "val/reconstructions") == ["media/images/val/r_4_ab.png"]
-    assert len(media_names(summary, "test/reconstructions")) == 2
-    assert media_names(summary, "test/image_auroc") == []
-
-
 class FakeFile:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -128,39 +117,46 @@ class FakeFile:
 
 class FakeApiRun:
     def __init__(self) -> None:
-        self.id, self.name = "abc123", "ae-l2-z128"
         self.summary = {
-            "val/reconstructions": {"_type": "image-file", "path": "media/images/v_1.png"}
+            "val/reconstructions": {"_type": "image-file", "path": "media/images/v_1.png"},
+            "test/reconstructions": {
+                "filenames": ["media/a.png", "media/b.png"],
+                "captions": ["a", "b"],
+            },
         }
 
     def file(self, name: str) -> FakeFile:
         return FakeFile(name)
 
 
-class FakeApi:
-    def run(self, path: str) -> FakeApiRun:
-        assert path == "me/tarea05/abc123"
-        return FakeApiRun()
+def test_online_media_are_downloaded_into_the_cache(tmp_path, monkeypatch):
+    import wandb
 
-
-def test_online_media_are_downloaded_into_the_cache(tmp_path: Path):
-    run = open_api_run("me/tarea05/abc123", tmp_path, api=FakeApi())
-    assert media_files(run, "val/reconstructions") == [tmp_path / "abc123/media/images/v_1.png"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(wandb, "Api", lambda: SimpleNamespace(run=lambda path: FakeApiRun()))
+    cache = Path("reports/notebook/media/abc123")
+    assert media_files("abc123", "val/reconstructions", project="p") == [
+        (cache / "media/images/v_1.png", "")
+    ]
+    assert media_files("abc123", "test/reconstructions", project="p")[1] == (
+        cache / "media/b.png",
+        "b",
+    )
+    assert (tmp_path / cache / "media/b.png").is_file()
     with pytest.raises(AeLabError, match=r"no media at `val/latent_tsne`.*val/reconstructions"):
-        media_files(run, "val/latent_tsne")
+        media_files("abc123", "val/latent_tsne", project="p")
+    with pytest.raises(AeLabError, match=r"No offline W&B run folder for run 'abc123'.*WANDB_DIR"):
+        media_files("abc123", "val/reconstructions", tmp_path)
 
 
-def test_display_outputs_stay_small_and_portable():
-    import plotly.graph_objects as go
-
-    bundle = figure_bundle(go.Figure(go.Scatter(x=[1, 2], y=[3, 4]), layout={"title": "t"}))
-    assert {"application/vnd.plotly.v1+json", "text/html", "text/markdown"} <= set(bundle)
-    assert "plotly.min.js" not in bundle["text/html"] or "cdn" in bundle["text/html"]
-    assert len(bundle["text/html"]) < 20_000  # plotly.js itself is never embedded
+def test_large_images_are_embedded_as_jpeg(monkeypatch):
+    shown = []
+    monkeypatch.setattr(media, "display", shown.append)
     noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
-    data, fmt = encode_image(Image.fromarray(noise))
-    assert fmt == "jpeg" and len(data) < 3 * MAX_PNG_BYTES
-    assert encode_image(Image.new("RGB", (64, 64)))[1] == "png"
+    media.show_image(noise)
+    media.show_image(np.zeros((64, 64, 3), np.uint8), caption="c")
+    assert [im.format for im in shown[:2]] == ["jpeg", "png"]
+    assert len(shown[0].data) < 3 * media.MAX_PNG_BYTES and shown[-1].data == "<sub>c</sub>"
 
 
 @pytest.mark.slow
@@ -170,18 +166,12 @@ def test_failing_cell_is_named(tmp_path: Path):
         nbformat.v4.new_code_cell("x = 1"),
         nbformat.v4.new_code_cell("raise ValueError('boom')"),
     ]
-    src = tmp_path / "nb" / "bad.ipynb"
-    src.parent.mkdir()
-    nbformat.write(nb, src)
-    (tmp_path / "train.py").write_text("")
-    (tmp_path / "conf").mkdir()
+    nbformat.write(nb, tmp_path / "bad.ipynb")
     with pytest.raises(
         AeLabError,
         match=r"cell 1 \(starting `raise ValueError\('boom'\)`\) raised ValueError: boom",
     ):
-        from ae_lab.report.notebook import execute
-
-        execute(src, tmp_path / "out.ipynb", {}, tmp_path)
+        execute(tmp_path / "bad.ipynb", tmp_path / "out.ipynb", {})
 
 
 @pytest.mark.slow
