@@ -102,7 +102,7 @@ def run(quick: bool, rounds: int) -> str:
     med = {k: common.median(v) for k, v in times.items()}
     imports = common.median([x[1] for x in sub])
     ready = common.median([x[2] for x in sub])
-    size_mb = sum(f.stat().st_size for f in cache.glob(f"*-{s.image_size}px-*.npz")) / 2**20
+    size_mb = sum(f.stat().st_size for f in cache.rglob("output.pkl")) / 2**20  # joblib's files
     rows = [
         [
             f"first run: decode + resize + write {n_all} images (train+test)",

@@ -148,7 +148,7 @@ class MVTecDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if asked, and build the decode cache (rank 0 only)."""
-        load_or_build(self.table(), self.image_size, self.cache_dir, self.root)
+        load_or_build(self.table(), self.image_size, self.cache_dir)
 
     def table(self, split: str | None = None) -> pd.DataFrame:
         """Rows of `split` ("train" | "val" | "test"); row i is batch `index` i. Without `split`,
@@ -171,7 +171,7 @@ class MVTecDataModule(LightningDataModule):
         if self._datasets:
             return
         table = self.table()
-        images, masks = load_or_build(table, self.image_size, self.cache_dir, self.root)
+        images, masks = load_or_build(table, self.image_size, self.cache_dir)
         images, masks = self._align(images, masks, table["category"])
         for split in ("train", "val", "test"):
             rows = np.flatnonzero(table["split"] == split)
