@@ -11,12 +11,11 @@ Examples:
 
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from ae_lab.overrides import exit_on_unknown_key, hydra_argv
+from ae_lab.sweep import hydra_argv
 from ae_lab.training import run_cli, train
 
 
@@ -31,5 +30,4 @@ if __name__ == "__main__":
     # Only a process started by `wandb agent` gets its arguments translated; a plain command line
     # (Hydra's sweep syntax included) reaches Hydra as typed.
     sys.argv = hydra_argv(sys.argv, os.environ)
-    exit_on_unknown_key(sys.argv[1:], Path(__file__).parent / "conf")  # typos: the nearest key
     main()

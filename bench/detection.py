@@ -47,7 +47,7 @@ def demo_overrides() -> list[str]:
     """The fixed (`value:`) settings of sweeps/demo.yaml as overrides: the demo's data and budget."""
     import yaml
 
-    from ae_lab.overrides import hydra_value
+    from ae_lab.sweep import hydra_value
 
     params = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())["parameters"]
     return [f"{k}={hydra_value(v['value'])}" for k, v in params.items() if "value" in v]

@@ -8,6 +8,7 @@ l2) with --quick, so that two interleaved rounds of both variants fit in a few m
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -31,15 +32,18 @@ def sweep_file(quick: bool, tmp: Path) -> Path:
 
 
 def prepare(sweep: Path, env: dict[str, str]) -> int:
-    """Generate the grid's data once, untimed (the runner does this before any run); -> runs."""
-    from ae_lab.sweep.expand import expand
-    from ae_lab.sweep.multirun import prepare_data
-    from ae_lab.sweep.spec import load_sweep
+    """Generate the grid's data once, untimed (else the first run of each round pays it); -> runs."""
+    import hydra
+    from hydra import compose, initialize_config_dir
+
+    from ae_lab.sweep import hydra_value, load_sweep
 
     os.environ["AE_LAB_CACHE"] = env["AE_LAB_CACHE"]
-    points = expand(load_sweep(sweep), common.REPO / "conf")
-    prepare_data(points, common.REPO, echo=lambda _: None)
-    return len(points)
+    params = load_sweep(sweep)["parameters"]
+    with initialize_config_dir(str(common.REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", [f"{k}={hydra_value(v[0])}" for k, v in params.items()])
+    hydra.utils.instantiate(cfg.data).prepare_data()
+    return math.prod(map(len, params.values()))
 
 
 def run(quick: bool, rounds: int) -> str:

@@ -1,7 +1,8 @@
-"""What a W&B agent passes to train.py becomes valid Hydra overrides (and means the same thing)."""
+"""train.py's command line: what a W&B agent passes becomes Hydra overrides that mean the same
+thing, a plain command line reaches Hydra as typed, and Hydra reports a mistyped key itself."""
 
-import os
-import subprocess
+import itertools
+import runpy
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,32 +12,32 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-from ae_lab.overrides import agent_argv_to_hydra, hydra_value
-from ae_lab.sweep.spec import load_sweep
+from ae_lab.sweep import hydra_argv, hydra_value, load_sweep
 from tests.compose import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
 PARSER = OverridesParser.create()
+COMMAND = ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]
+AGENT_ENV = {"WANDB_SWEEP_ID": "sw1", "WANDB_RUN_ID": "agentrun1"}
 
 
-def agent_command(sweep: dict[str, Any], values: dict[str, Any]) -> list[str]:
+def agent_command(values: dict[str, Any]) -> list[str]:
     """The command `wandb agent` runs for one point: its sweep-command builder (W&B's code) and
     the macro expansion of `wandb_agent.Agent._command_run` (inline there, so reproduced)."""
     sweep_vars = create_sweep_command_args({"args": {k: {"value": v} for k, v in values.items()}})
-    sweep_vars |= {
-        "env": ["/usr/bin/env"],
-        "interpreter": ["python"],
-        "program": [sweep["program"]],
-    }
+    sweep_vars |= {"env": ["/usr/bin/env"], "interpreter": ["python"], "program": ["train.py"]}
     command = []
-    for chunk in create_sweep_command(list(sweep["command"])):
-        chunk = str(chunk)
-        if chunk.startswith("${") and chunk.endswith("}"):
-            command += sweep_vars.get(chunk[2:-1]) or []
-        else:
-            command.append(chunk)
+    for chunk in map(str, create_sweep_command(COMMAND)):
+        is_macro = chunk.startswith("${") and chunk.endswith("}")
+        command += (sweep_vars.get(chunk[2:-1]) or []) if is_macro else [chunk]
     return command
+
+
+def agent_overrides(values: dict[str, Any]) -> list[str]:
+    """What train.py hands Hydra under the agent (the `_wandb` arguments are the agent's own)."""
+    argv = hydra_argv(["train.py", "_wandb=x", *agent_command(values)[3:], "--_wandb"], AGENT_ENV)
+    assert argv[0] == "train.py"
+    return argv[1:]
 
 
 def parse(overrides: list[str]) -> dict[str, Any]:
@@ -46,18 +47,22 @@ def parse(overrides: list[str]) -> dict[str, Any]:
     return {o.key_or_group: o.value() for o in parsed}
 
 
-@pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda p: p.name)
-def test_agent_command_of_every_sweep_point_is_valid_for_hydra(path: Path):
-    raw = yaml.safe_load(path.read_text())
-    assert raw["command"] == ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]
-    spec = load_sweep(path)
-    for point in spec.points():
-        command = agent_command(raw, point)
-        assert command[:3] == ["/usr/bin/env", "python", "train.py"]
-        argv = agent_argv_to_hydra([*command[2:], "--_wandb=resumed"])
-        assert parse(argv[1:]) == point
-    cfg = compose_config(argv[1:])  # the last point, as train.py would compose it
-    assert cfg.model.latent_dim == point.get("model.latent_dim", cfg.model.latent_dim)
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_point_means_the_same_by_both_routes_and_composes(path: Path):
+    """The agent's command and the offline runner's values (`hydra_value`) parse to each point's
+    values; Hydra composes every value of every parameter (points i: the i-th value of each, cut
+    short: composing is slow), each point with its own run name."""
+    sweep = load_sweep(path)
+    assert sweep["command"] == COMMAND and sweep["program"] == "train.py"
+    params = sweep["parameters"]
+    for combo in itertools.product(*params.values()):
+        point = dict(zip(params, combo, strict=True))
+        assert parse([f"{k}={hydra_value(v)}" for k, v in point.items()]) == point
+        assert parse(agent_overrides(point)) == point
+    n = max(map(len, params.values()))
+    diagonal = [{k: v[i % len(v)] for k, v in params.items()} for i in range(n)]
+    names = {compose_config(agent_overrides(point)).run_name for point in diagonal}
+    assert len(names) == n, "runs must be told apart by name"
 
 
 def test_python_spelled_values_from_the_agent_become_hydra_values():
@@ -66,44 +71,22 @@ def test_python_spelled_values_from_the_agent_become_hydra_values():
         "data.categories": ["cable", "screw"],
         "logger.job_type": "train and eval",
         "trainer.deterministic": True,
-        "trainer.enable_progress_bar": False,
         "scheduler": None,
         "optimizer.lr": 1e-05,
         "model.net": {"base_channels": 8, "depth": 3},  # W&B's nested `parameters:` syntax
     }
-    sweep = {
-        "program": "train.py",
-        "command": ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"],
-    }
-    command = agent_command(sweep, values)
+    command = agent_command(values)
     assert "data.categories=['cable', 'screw']" in command  # what the agent really passes
-    assert "logger.job_type=train and eval" in command
     assert "model.net={'base_channels': 8, 'depth': 3}" in command
-    argv = agent_argv_to_hydra(["train.py", "_wandb=x", *command[3:], "--_wandb"])
-    assert argv[0] == "train.py"
-    assert parse(argv[1:]) == {
-        "model": "unet",
-        "data.categories": ["cable", "screw"],
-        "logger.job_type": "train and eval",
-        "trainer.deterministic": True,
-        "trainer.enable_progress_bar": False,
-        "scheduler": None,
-        "optimizer.lr": 1e-05,
-        "model.net.base_channels": 8,
-        "model.net.depth": 3,
-    }
-    cfg = compose_config(argv[1:])
-    assert list(cfg.data.categories) == ["cable", "screw"]
-    assert cfg.logger.job_type == "train and eval"
-    assert cfg.trainer.deterministic is True and cfg.scheduler is None
+    overrides = agent_overrides(values)
+    flat = {k: v for k, v in values.items() if k != "model.net"}
+    assert parse(overrides) == flat | {"model.net.base_channels": 8, "model.net.depth": 3}
+    cfg = compose_config(overrides)
+    assert list(cfg.data.categories) == ["cable", "screw"] and cfg.scheduler is None
     assert (cfg.model.net.base_channels, cfg.model.net.depth) == (8, 3)
-
-
-def test_double_dash_args_and_hydra_flags():
-    argv = ["train.py", "--model=vae", "--loss=ssim", "-m", "--config-name=config", "--cfg", "job"]
-    assert agent_argv_to_hydra(argv) == [
-        "train.py", "model=vae", "loss=ssim", "-m", "--config-name=config", "--cfg", "job",
-    ]  # fmt: skip
+    # `${args}` passes `--key=value`; Hydra's own flags pass as they are
+    argv = ["train.py", "--model=vae", "-m", "--config-name=config", "--cfg", "job"]
+    assert hydra_argv(argv, AGENT_ENV) == ["train.py", "model=vae", *argv[2:]]
 
 
 @pytest.mark.parametrize(
@@ -120,7 +103,7 @@ def test_double_dash_args_and_hydra_flags():
     ],
 )
 def test_agent_strings_keep_their_meaning(text: str, expected: Any):
-    (override,) = agent_argv_to_hydra(["train.py", f"run_name={text}"])[1:]
+    (override,) = hydra_argv(["train.py", f"run_name={text}"], AGENT_ENV)[1:]
     assert parse([override]) == {"run_name": expected}
 
 
@@ -134,30 +117,41 @@ def test_hydra_value_round_trips(value: Any):
     assert parse([f"key={hydra_value(value)}"]) == {"key": value}
 
 
-def test_train_py_translates_the_agents_command_under_the_agent(tmp_path: Path):
-    """The real entrypoint with the argv W&B's command builder makes and the environment the agent
-    sets; `--cfg job` prints the config, no training. Without that environment (a plain command
-    line) the same Python-spelled values are not translated: Hydra reads them as typed."""
-    values = {"data.categories": ["cable", "screw"], "logger.job_type": "my job",
-              "scheduler": None, "trainer.deterministic": True}  # fmt: skip
-    sweep = {"program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"]}  # fmt: skip
-    command = agent_command(sweep, values)
-    params = tmp_path / "config-agentrun1.yaml"
-    params.write_text(yaml.safe_dump({k: {"value": v} for k, v in values.items()}))
-    agent_env = {"WANDB_SWEEP_ID": "sw1", "WANDB_RUN_ID": "agentrun1", "WANDB_SWEEP_PARAM_PATH": str(params)}  # fmt: skip
-    argv = [sys.executable, *command[3:], "--_wandb=resumed", "--cfg", "job"]
-    env = {k: v for k, v in os.environ.items() if k not in agent_env}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *argv[1:]], cwd=REPO, env=env | agent_env,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    cfg = yaml.safe_load(proc.stdout)
-    assert cfg["data"]["categories"] == ["cable", "screw"]
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train.py", "-m", "model=ae,unet", "loss=l1,l2,ssim,ssim_l1"],
+        ["train.py", "-m", "model.latent_dim=range(32,257,32)", "seed=choice(1,2)"],
+        ["train.py", "--multirun", "loss=glob(ssim*)", "hydra/launcher=joblib"],
+    ],
+)
+def test_plain_command_lines_reach_hydra_untouched(argv: list[str]):
+    assert hydra_argv(argv, {"WANDB_MODE": "offline"}) == argv
+    assert hydra_argv(argv, AGENT_ENV) != argv  # under the agent, the sweeps would be quoted
+
+
+def test_train_py_translates_under_the_agent_and_hydra_reports_typos(monkeypatch, capsys):
+    """The real entrypoint, in this process (`--cfg job` prints the config, no training), with the
+    argv W&B's command builder makes and the environment the agent sets; then a typo on a plain
+    command line: Hydra's own message and exit status, no traceback."""
+    values = {"data.categories": ["cable", "screw"], "logger.job_type": "my job", "scheduler": None}
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(REPO)
+
+    def train_py(*args: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["train.py", *args, "--cfg", "job"])
+        runpy.run_path(str(REPO / "train.py"), run_name="__main__")
+
+    for key, value in AGENT_ENV.items():
+        monkeypatch.setenv(key, value)
+    train_py(*agent_command(values)[3:], "--_wandb=resumed")
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["data"]["categories"] == ["cable", "screw"] and cfg["scheduler"] is None
     assert cfg["logger"]["job_type"] == "my job"
-    assert cfg["scheduler"] is None and cfg["trainer"]["deterministic"] is True
-    plain = subprocess.run(
-        [sys.executable, "train.py", *argv[1:]], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert plain.returncode == 2  # Hydra refuses the untranslated arguments
+    monkeypatch.delenv("WANDB_SWEEP_ID")
+    with pytest.raises(SystemExit) as exit_status:
+        train_py("trainer.max_epoch=1")
+    err = capsys.readouterr().err
+    assert exit_status.value.code != 0 and "Traceback" not in err
+    assert "Could not override 'trainer.max_epoch'" in err
+    assert "Key 'max_epoch' is not in struct" in err

@@ -1,5 +1,5 @@
-"""Hydra's multirun and launchers run grids of train.py: plain command lines reach Hydra as typed,
-every run gets its own folder, and the runs of a sweep share one W&B group."""
+"""Hydra's multirun and launchers run grids of train.py: every run gets its own folder, and the
+runs of a sweep share one W&B group."""
 
 import json
 import os
@@ -11,26 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import ae_lab.training  # noqa: F401  (registers the `${ae_lab.uid:}` resolver of conf/config.yaml)
-from ae_lab.overrides import hydra_argv
 from tests.compose import CONF_DIR, tiny_overrides
 from tests.test_sweeps import inspect_run
 
 REPO = Path(__file__).resolve().parents[1]
-AGENT_ENV = {"WANDB_SWEEP_ID": "sw1", "WANDB_RUN_ID": "r1", "WANDB_SWEEP_PARAM_PATH": "p.yaml"}
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["train.py", "-m", "model=ae,unet", "loss=l1,l2,ssim,ssim_l1"],
-        ["train.py", "-m", "model.latent_dim=range(32,257,32)", "seed=choice(1,2)"],
-        ["train.py", "--multirun", "loss=glob(ssim*)", "hydra/launcher=joblib"],
-    ],
-)
-def test_plain_command_lines_reach_hydra_untouched(argv: list[str]):
-    assert hydra_argv(argv, {"WANDB_MODE": "offline"}) == argv
-    # under `wandb agent` the same argv would be translated (and its sweeps quoted away)
-    assert hydra_argv(argv, AGENT_ENV) != argv
 
 
 def test_two_runs_started_in_the_same_second_get_their_own_folders():
@@ -62,36 +46,21 @@ def tiny_multirun(tiny_mvtec: Path, tmp_path: Path, *extra: str) -> subprocess.C
 
 
 @pytest.mark.slow
-def test_multirun_of_two_tiny_runs_logs_two_runs_in_one_group(tiny_mvtec, tmp_path):
-    proc = tiny_multirun(tiny_mvtec, tmp_path)
+def test_submitit_launcher_runs_two_tiny_jobs_in_one_w_and_b_group(tiny_mvtec, tmp_path):
+    """The launcher that sends the grid to SLURM (`submitit_slurm`), run locally: one submitit job
+    (process, log files) per run, each with its own folder; the runs share one W&B group."""
+    proc = tiny_multirun(
+        tiny_mvtec, tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+        "torch.num_threads=1",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     folders = sorted((tmp_path / "sweep").glob("*/result.json"))
     assert [p.parent.name for p in folders] == ["0-ae-l2-z8", "1-unet-l2-z8"]
-    assert all((p.parent / ".hydra/config.yaml").is_file() for p in folders)
-    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2
-    groups, names = set(), set()
-    for run_dir in runs:
-        summary, run = inspect_run(run_dir)
-        assert summary["state"] == "finished"
-        groups.add(run["run_group"])
-        names.add(summary["name"])
-    assert names == {"ae-l2-z8", "unet-l2-z8"}
-    assert groups == {"_".join((tmp_path / "sweep").parts[-2:])}  # the sweep folder's name
-
-
-@pytest.mark.slow
-def test_submitit_local_launcher_runs_two_tiny_jobs(tiny_mvtec, tmp_path):
-    """The launcher that sends the grid to SLURM (`submitit_slurm`), run locally: real processes."""
-    proc = tiny_multirun(
-        tiny_mvtec, tmp_path, "logger=none", "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10", "torch.num_threads=1",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [
-        json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/result.json"))
-    ]
+    results = [json.loads(p.read_text()) for p in folders]
     assert [r["status"] for r in results] == ["ok", "ok"]
     assert all(0.0 <= r["test/image_auroc"] <= 1.0 for r in results)
     jobs = [p for p in (tmp_path / "sweep/.submitit").iterdir() if p.name.isdigit()]
-    assert len(jobs) == 2  # one submitit job (process, log files) per run
+    assert len(jobs) == 2
+    runs = [inspect_run(Path(r["wandb_dir"])) for r in results]
+    assert {summary["name"] for summary, _ in runs} == {"ae-l2-z8", "unet-l2-z8"}
+    assert len({run["run_group"] for _, run in runs}) == 1 and runs[0][1]["run_group"]
