@@ -14,9 +14,15 @@ from PIL import Image
 
 from ae_lab.data import synthetic
 from ae_lab.data.datamodule import MVTecDataModule
-from ae_lab.data.synthetic import MASK_THRESHOLD, generate, is_complete, read_marker, render_sample
+from ae_lab.data.synthetic import (
+    MASK_THRESHOLD,
+    ODD_EXTRA,
+    generate,
+    is_complete,
+    read_marker,
+    render_sample,
+)
 from ae_lab.data.synthetic import __main__ as cli
-from ae_lab.data.synthetic.nuisances import ODD_EXTRA
 from ae_lab.data.synthetic.objects import GENERIC_DEFECTS, design_for
 from ae_lab.errors import AeLabError
 

@@ -39,8 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from ae_lab.data.synthetic import nuisances
 from ae_lab.data.synthetic.draw import Canvas
 from ae_lab.data.synthetic.objects import Design, design_for
 from ae_lab.data.table import DEFAULT_CATEGORIES
@@ -49,6 +49,23 @@ from ae_lab.errors import AeLabError
 MARKER = "synthetic.json"
 OWNER = ".synthetic"  # in each category folder
 FORMAT_VERSION = 1
+# Nuisances: what real inspection images have that is NOT a defect; a detector must not flag them.
+NUISANCE_KINDS = {
+    "illumination": "test only (good and defective): global brightness x0.72-0.82 or x1.18-1.30 "
+    "plus a linear light gradient of 8-15% across the image",
+    "pose": "test only (good and defective): shift of 10-16 px (at 256 px) and rotation of 6-10 "
+    "degrees, versus at most 4 px and 3 degrees for the natural variation",
+    "jpeg": "saved as .jpg (quality 90) instead of .png; its mask is still <stem>_mask.png",
+    "grayscale": "colour categories only: saved as a single-channel 'L' image",
+    "rgba": "colour categories only: saved as an RGBA PNG (alpha 255 everywhere)",
+    "odd_size": "saved at (image_size + 13) x image_size px (width x height), its mask too",
+}
+NUISANCE_RATES = dict(
+    illumination=0.08, pose=0.08, jpeg=0.04, grayscale=0.02, rgba=0.02, odd_size=0.02
+)
+SCENE_KINDS = ("illumination", "pose")  # change the picture: drawn per test subset
+FILE_KINDS = ("jpeg", "grayscale", "rgba", "odd_size")  # change the file: mutually exclusive
+ODD_EXTRA = 13
 # A pixel belongs to the defect when the defect changed it by more than this (0..1 scale):
 # well above antialiasing round-off, well below any defect's contrast.
 MASK_THRESHOLD = 0.06
@@ -82,13 +99,89 @@ def check_settings(
     return {"categories": categories} | {k: int(v) for k, v in sizes.items()}
 
 
+def _nuisance_count(kind: str, n: int) -> int:
+    return 0 if n == 0 else min(n, max(1, round(NUISANCE_RATES[kind] * n)))
+
+
+def _assign_nuisances(
+    rng: np.random.Generator, n_train: int, n_good: int, n_defective: int, design
+) -> tuple[list[set[str]], list[set[str]]]:
+    """Nuisance kinds of each train image and each test image (test order: good, then defective);
+    grayscale designs get no grayscale/rgba files. Each kind goes to a fixed share of the files (at
+    least one file per split where it applies) so that the analysis can check scores on it."""
+    file_kinds = [k for k in FILE_KINDS if not design.grayscale or k not in ("grayscale", "rgba")]
+
+    def file_nuisances(n: int) -> list[set[str]]:
+        out: list[set[str]] = [set() for _ in range(n)]
+        order, start = rng.permutation(n), 0
+        for kind in file_kinds:
+            k = _nuisance_count(kind, n)
+            for i in order[start : start + k]:
+                out[i].add(kind)
+            start += k
+        return out
+
+    train = file_nuisances(n_train)
+    test = file_nuisances(n_good + n_defective)
+    for kind in SCENE_KINDS:
+        for lo, n in ((0, n_good), (n_good, n_defective)):
+            for i in rng.choice(n, _nuisance_count(kind, n), replace=False):
+                test[lo + int(i)].add(kind)
+    return train, test
+
+
+def _pose(rng: np.random.Generator, large: bool) -> tuple[tuple[float, float], float]:
+    """(shift in normalised units, rotation in radians) of one image."""
+    unit = 2.0 / 256  # one pixel at 256 px, so poses scale with the image
+    if large:
+        r, a = rng.uniform(10, 16) * unit, rng.uniform(0, 2 * np.pi)
+        shift = (r * np.cos(a), r * np.sin(a))
+        angle = np.deg2rad(rng.uniform(6, 10)) * rng.choice([-1, 1])
+    else:
+        shift = tuple(rng.uniform(-4, 4, 2) * unit)
+        angle = np.deg2rad(rng.uniform(-3, 3))
+    return (float(shift[0]), float(shift[1])), float(angle)
+
+
+def _photograph(img: np.ndarray, rng: np.random.Generator, illumination: bool) -> np.ndarray:
+    """[H, W, C] float render -> [H, W, C] uint8 with lighting jitter and sensor noise."""
+    h, w, ch = img.shape
+    gain = rng.uniform(0.97, 1.03, ch) * rng.uniform(0.95, 1.05)
+    img = img * gain.astype(np.float32) + np.float32(rng.uniform(-0.015, 0.015))
+    if illumination:
+        level = rng.uniform(0.72, 0.82) if rng.random() < 0.5 else rng.uniform(1.18, 1.3)
+        a, g = rng.uniform(0, 2 * np.pi), rng.uniform(0.08, 0.15)
+        x = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+        y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+        img = img * (np.float32(level) * (1 + g * (np.cos(a) * x + np.sin(a) * y)))[..., None]
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(0.006, 0.014))
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _save(stem: Path, img: np.ndarray, mask: np.ndarray | None, mask_path: Path, kinds: set[str]):
+    """Write image `stem`.png/.jpg (and `mask_path` when there is a mask) applying the file
+    nuisances; returns the image path. `img`: [H, W, C] uint8 (C = 1 or 3); `mask`: [H, W] bool."""
+    image = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+    if "grayscale" in kinds or "rgba" in kinds:
+        image = image.convert("L" if "grayscale" in kinds else "RGBA")
+    odd_size = (image.width + ODD_EXTRA, image.height) if "odd_size" in kinds else None
+    if odd_size:
+        image = image.resize(odd_size, Image.Resampling.BILINEAR)
+    path = stem.with_suffix(".jpg" if "jpeg" in kinds else ".png")
+    image.save(path, **({"quality": 90} if "jpeg" in kinds else {"compress_level": 1}))
+    if mask is not None:
+        m = Image.fromarray(mask.astype(np.uint8) * 255)
+        (m.resize(odd_size, Image.Resampling.NEAREST) if odd_size else m).save(mask_path)
+    return path
+
+
 def render_sample(
     design: Design, size: int, key: list[int], defect: str | None, kinds: set[str]
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One image as [H, W, C] uint8 (C = 1 for grayscale designs) and, for a defect (not "good"),
     its [H, W] bool mask. `key` seeds every random stream, so the same key gives the same bytes."""
     pose_rng, defect_rng, camera_rng = (np.random.default_rng([*key, s]) for s in range(3))
-    shift, angle = nuisances.pose(pose_rng, large="pose" in kinds)
+    shift, angle = _pose(pose_rng, large="pose" in kinds)
     scale = float(pose_rng.uniform(0.98, 1.02))
 
     def draw(kind: str | None) -> np.ndarray:
@@ -112,7 +205,7 @@ def render_sample(
             raise RuntimeError(f"{design.name}/{defect}: the defect changed no pixel at {size} px")
     if design.grayscale:
         img = img.mean(-1, keepdims=True)
-    camera = nuisances.photograph(img, camera_rng, illumination="illumination" in kinds)
+    camera = _photograph(img, camera_rng, illumination="illumination" in kinds)
     return camera, mask
 
 
@@ -122,7 +215,7 @@ def _write_category(root: Path, category: str, p: dict) -> dict:
     per, extra = divmod(p["n_test"] - n_good, len(design.defects))
     cat_key = zlib.crc32(category.encode())
     rng = np.random.default_rng([seed, cat_key, 7])
-    train_k, test_k = nuisances.assign(rng, p["n_train"], n_good, p["n_test"] - n_good, design)
+    train_k, test_k = _assign_nuisances(rng, p["n_train"], n_good, p["n_test"] - n_good, design)
     # (split, defect, nuisance kinds of each image); test_k lists good, then each defect in turn
     groups = [("train", "good", train_k), ("test", "good", test_k[:n_good])]
     for i, defect in enumerate(design.defects):
@@ -143,9 +236,7 @@ def _write_category(root: Path, category: str, p: dict) -> dict:
         for i, kinds in enumerate(kinds_of):
             key = [seed, cat_key, int(split == "test"), d_idx, i]
             img, mask = render_sample(design, size, key, defect, kinds)
-            path = nuisances.save(
-                folder / f"{i:03d}", img, mask, masks / f"{i:03d}_mask.png", kinds
-            )
+            path = _save(folder / f"{i:03d}", img, mask, masks / f"{i:03d}_mask.png", kinds)
             if kinds:
                 carried[path.relative_to(root).as_posix()] = sorted(kinds)
     counts = {f"{split}/{defect}": len(kinds_of) for split, defect, kinds_of in groups}
@@ -186,8 +277,8 @@ def generate(out_dir: str | Path, **settings) -> Path:
         "generator": __name__,
         "version": FORMAT_VERSION,
         "params": {**p, "categories": keep + p["categories"]},
-        "nuisance_kinds": nuisances.KINDS,
-        "nuisance_rates": nuisances.RATES,
+        "nuisance_kinds": NUISANCE_KINDS,
+        "nuisance_rates": NUISANCE_RATES,
         "categories": {c: prev["categories"][c] for c in keep} | info,
     }
     (out / f"{MARKER}.part").write_text(json.dumps(record, indent=1))

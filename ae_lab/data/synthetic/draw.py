@@ -123,48 +123,44 @@ def _affine(shift, angle: float, scale: float) -> np.ndarray:
 
 
 class Canvas:
-    """An [H, W, 3] float image in [0, 1] and the frames to draw in.
+    """An [H, W, 3] float image in [0, 1] and the frame to draw in.
 
     The object is shifted by `shift` (normalised units), rotated by `angle` radians and scaled by
-    `scale`. `u, v`: object frame (the part under inspection); `su, sv`: scene frame (the fixture
-    under it; equals the object frame until `move`); `x, y`: camera frame (lighting).
+    `scale`. `u, v`: object frame (the part under inspection); `x, y`: camera frame (lighting).
     `px` is one pixel in object units.
     """
 
     def __init__(self, size: int, shift: tuple[float, float], angle: float, scale: float) -> None:
         self.size, self.px = size, 2.0 / size / scale
         self.x, self.y = _grid(size)
-        self.scene_to_image = self.object_to_image = _affine(shift, angle, scale)
-        self.su, self.sv = self.u, self.v = self._frame(self.scene_to_image)
         self.img = np.zeros((size, size, 3), np.float32)
+        self.to_image = np.eye(3)  # maps object coordinates (u, v, 1) to image ones (x, y, 1)
+        self.move(shift, angle, scale)
 
-    def _frame(self, to_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m = np.linalg.inv(to_image).astype(np.float32)
-        u = m[0, 0] * self.x + m[0, 1] * self.y + m[0, 2]
-        return u, m[1, 0] * self.x + m[1, 1] * self.y + m[1, 2]
-
-    def move(self, shift: tuple[float, float], angle: float) -> None:
-        """Displace the object frame relative to the scene (e.g. a misplaced part)."""
-        self.object_to_image = self.scene_to_image @ _affine(shift, angle, 1.0)
-        self.u, self.v = self._frame(self.object_to_image)
+    def move(self, shift: tuple[float, float], angle: float, scale: float = 1.0) -> None:
+        """Move the object frame (by the pose, then e.g. for a misplaced part)."""
+        self.to_image = self.to_image @ _affine(shift, angle, scale)
+        m = np.linalg.inv(self.to_image).astype(np.float32)
+        self.u = m[0, 0] * self.x + m[0, 1] * self.y + m[0, 2]
+        self.v = m[1, 0] * self.x + m[1, 1] * self.y + m[1, 2]
 
     def background(self, color, strength: float = 0.12) -> None:
         """Fill with `color`, darker towards the corners like a real lens (`strength` at r=1)."""
         np.multiply(np.asarray(color, np.float32), _falloff(self.size, strength), out=self.img)
 
-    def fill(self, sdf: Sdf, color, opacity: float = 1.0, scene: bool = False) -> None:
+    def fill(self, sdf: Sdf, color, opacity: float = 1.0) -> None:
         """Blend `color` over the inside of `sdf` with a 1-px antialiased edge. `color` is an RGB
         triple or a function `(u, v, img) -> [h, w, 1 or 3]` of the window's coordinates/pixels."""
         b = sdf.bbox  # only the pixel rows/cols that can be inside `sdf`
-        m = self.scene_to_image if scene else self.object_to_image
-        pts = m @ np.array([[b[0], b[2], b[0], b[2]], [b[1], b[1], b[3], b[3]], [1, 1, 1, 1]])
+        pts = self.to_image @ np.array(
+            [[b[0], b[2], b[0], b[2]], [b[1], b[1], b[3], b[3]], [1, 1, 1, 1]]
+        )
         lo = np.floor((pts[:2].min(1) + 1) / 2 * self.size - 2).astype(int).clip(0, self.size)
         hi = np.ceil((pts[:2].max(1) + 1) / 2 * self.size + 3).astype(int).clip(0, self.size)
         if (hi <= lo).any():
             return
         win = slice(lo[1], hi[1]), slice(lo[0], hi[0])
-        u, v = (self.su, self.sv) if scene else (self.u, self.v)
-        u, v = u[win], v[win]
+        u, v = self.u[win], self.v[win]
         alpha = np.clip(0.5 - sdf(u, v) / self.px, 0.0, 1.0).astype(np.float32)
         if opacity != 1.0:
             alpha *= np.float32(opacity)

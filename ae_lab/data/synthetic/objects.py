@@ -191,9 +191,8 @@ def draw_screw(c: Canvas, rng, defect: str | None, drng) -> None:
 
     def half_width(u, v):
         hw = np.where(u < thread_lo, 0.085, 0.085 + 0.022 * _tri(u / 0.05))
-        hw = hw * np.where(
-            u > thread_hi, np.clip((tip_end - u) / (tip_end - thread_hi), 0.05, 1), 1
-        )
+        taper = np.clip((tip_end - u) / (tip_end - thread_hi), 0.05, 1)
+        hw = hw * np.where(u > thread_hi, taper, 1)
         if dented:
             hw = np.where((np.abs(u - dent[0]) < dent[2]) & (v * dent[1] > 0), 0.05, hw)
         return hw
@@ -204,9 +203,8 @@ def draw_screw(c: Canvas, rng, defect: str | None, drng) -> None:
     def metal(u, v, img):
         vn = np.clip(v / half_width(u, v), -1, 1)
         ridges = np.where(u > thread_lo, 0.85 + 0.15 * _tri(u / 0.05 + 0.25), 1.0)
-        return ((0.32 + 0.3 * (1 - vn**2) + 0.12 * np.exp(-(((vn + 0.4) / 0.2) ** 2))) * ridges)[
-            ..., None
-        ]
+        shade = 0.32 + 0.3 * (1 - vn**2) + 0.12 * np.exp(-(((vn + 0.4) / 0.2) ** 2))
+        return (shade * ridges)[..., None]
 
     c.fill(shape(shank, (-0.47, -0.11, tip_end, 0.11)), metal)
     head = box(-0.55, 0, 0.08, 0.2, r=0.04)
@@ -225,9 +223,9 @@ def draw_transistor(c: Canvas, rng, defect: str | None, drng) -> None:
     """A black TO-220 transistor (metal tab, body, three leads) inserted in a beige board."""
     board = np.asarray((0.8, 0.77, 0.68), F32) * F32(rng.uniform(0.98, 1.02))
     c.background(board)
-    for x in (-0.22, 0.0, 0.22):
-        c.fill(circle(x, 0.62, 0.065), (0.5, 0.45, 0.36), scene=True)
-        c.fill(circle(x, 0.62, 0.032), (0.12, 0.1, 0.08), scene=True)
+    for x in (-0.22, 0.0, 0.22):  # the board's holes stay when the part is misplaced
+        c.fill(circle(x, 0.62, 0.065), (0.5, 0.45, 0.36))
+        c.fill(circle(x, 0.62, 0.032), (0.12, 0.1, 0.08))
     if defect == "misplaced":
         if drng.random() < 0.25:
             return  # transistor missing altogether
@@ -257,9 +255,8 @@ def draw_transistor(c: Canvas, rng, defect: str | None, drng) -> None:
     if defect == "damaged_case":  # a chip broken off an edge shows the lighter filler
         ex, ey = drng.uniform(-0.3, 0.3), -0.04 + 0.22 * drng.choice([-1, 1])
         chip = circle(ex, ey, drng.uniform(0.07, 0.12))
-        c.fill(
-            intersect(chip, body), np.asarray((0.42, 0.4, 0.36), F32) * F32(drng.uniform(0.8, 1))
-        )
+        filler = np.asarray((0.42, 0.4, 0.36), F32) * F32(drng.uniform(0.8, 1))
+        c.fill(intersect(chip, body), filler)
 
 
 def _generic_design(name: str) -> Design:
