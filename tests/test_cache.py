@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import ae_lab.data.cache as cache
+from ae_lab.data import datamodule as cache
 from ae_lab.data.table import load_image, load_mask, scan_mvtec
 from ae_lab.errors import AeLabError
 from tests.conftest import TINY_CATEGORIES

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from ae_lab.data import cache
+from ae_lab.data import datamodule as cache
 from ae_lab.data.datamodule import MVTecDataModule
 from ae_lab.data.table import MaskSizeWarning, NoTestImagesWarning, scan_mvtec
 from ae_lab.errors import AeLabError
@@ -49,7 +49,7 @@ def test_appledouble_files_are_skipped(tmp_path):  # item 17
 def test_duplicate_categories_are_rejected_naming_the_key(tmp_path):  # item 8
     root = small_tree(tmp_path / "mvtec")
     with pytest.raises(AeLabError, match=r"data\.categories.*widget.*data\.categories=\[widget\]"):
-        MVTecDataModule(root, ["widget", "widget"], image_size=16)
+        MVTecDataModule(root, ["widget", "widget"], image_size=16).prepare_data()
     with pytest.raises(AeLabError, match="more than once"):
         scan_mvtec(root, ["widget", "screw", "widget"])
 
@@ -103,7 +103,7 @@ def test_data_values_of_the_wrong_type_name_the_key(tmp_path, key, value):  # it
 CONCURRENT_RUN = """
 import json, os, sys, time
 from pathlib import Path
-from ae_lab.data import cache, synthetic
+from ae_lab.data import datamodule as cache, synthetic
 from ae_lab.data.datamodule import MVTecDataModule
 
 events = []

@@ -177,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         download_mvtec(args.root, args.categories, args.whole_archive)
     except AeLabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        parser.exit(2, f"error: {err}\n")
     return 0
 
 

@@ -90,8 +90,6 @@ def align_uint8(
         m = pose_matrices(x, any_angle)
         out_img.append((warp(x, m) * 255.0).round().clamp(0, 255).to(torch.uint8))
         out_mask.append(warp(msk[:, None].float(), m, mode="nearest")[:, 0] > 0.5)
-    if not out_img:
-        return images, masks
     return torch.cat(out_img), torch.cat(out_mask)
 
 

@@ -156,14 +156,12 @@ def scan_mvtec(root: str | Path, categories: Iterable[str] | str) -> pd.DataFram
 
 
 def split_train_val(df: pd.DataFrame, val_fraction: float, seed: int) -> pd.DataFrame:
-    """Relabel a seeded, per-category fraction of the train rows as split "val" (a copy).
+    """Relabel a seeded, per-category fraction (0 <= f < 1) of the train rows as "val" (a copy).
 
     Every category with >= 2 train images gets >= 1 val image when `val_fraction > 0`, and keeps
     >= 1 train image. Each category's draw depends only on (seed, category), so adding a category
     leaves the others' splits unchanged.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise AeLabError(f"`data.val_fraction` must be in [0, 1), got {val_fraction}.")
     out = df.copy()
     for category in sorted(out["category"].unique()) if val_fraction > 0 else []:
         train_idx = out.index[(out["category"] == category) & (out["split"] == "train")]
