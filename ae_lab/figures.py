@@ -22,15 +22,6 @@ from plotly.subplots import make_subplots
 from ae_lab import keys
 from ae_lab.metrics import ALL, defect_aurocs
 
-# What each per-image column of the score table measures (English: W&B; Spanish: static figures).
-AXES = {
-    "score": ("image anomaly score (smoothed anomaly map, reduced; conf/scoring)",
-              "puntuación de anomalía"),
-    "loss": ("reconstruction error in the run's own loss", "error en la pérdida de la corrida"),
-    "l1": ("reconstruction error: mean absolute error (L1)", "error L1 de reconstrucción"),
-    "l2": ("reconstruction error: mean squared error (L2)", "error L2 de reconstrucción"),
-    "ssim": ("reconstruction error: 1 - mean SSIM", "1 − SSIM de la reconstrucción"),
-}  # fmt: skip
 LOSS_COLOURS = {"l1": "tab:blue", "l2": "tab:orange", "ssim": "tab:green", "ssim_l1": "tab:red"}
 GOOD_GREY = ("rgb(120,120,120)", "0.55")  # plotly, matplotlib
 DPI = 110
@@ -87,11 +78,13 @@ def error_histograms(
     figs = {}
     for cat, part in scores.groupby("category", sort=True):
         fig = go.Figure(histogram_traces(part, column, nbins))
-        what = "image anomaly scores" if column == "score" else f"reconstruction error ({column})"
+        what = (
+            "image anomaly score" if column == "score" else "reconstruction error in the run's loss"
+        )
         fig.update_layout(
             barmode="overlay",
             title=f"{cat}: {what}, good vs each defect type",
-            xaxis_title=AXES.get(column, (column,))[0],
+            xaxis_title=what,
             yaxis_title="fraction of images",
             legend_title="test images",
         )
@@ -158,17 +151,15 @@ def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure
     return fig
 
 
-def defect_histograms(
-    scores: pd.DataFrame, category: str, column: str = "score", per_row: int = 4, bins: int = 15
-) -> Figure:
+def defect_histograms(scores: pd.DataFrame, category: str, per_row: int = 4) -> Figure:
     """One class: a panel per defect type, its images (red) against the class's good images (grey)
     on the same bins, as fractions of each group; the panel title gives the defect's AUROC."""
+    column, axis = "score", "puntuación de anomalía"
     part = scores[scores["category"] == category]
     defects = sorted(set(part["defect"]) - {"good"})
     aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
     good = part.loc[part["defect"] == "good", column].to_numpy()
-    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=bins)
-    axis = AXES.get(column, ("", column))[1]
+    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=15)
     cols = max(1, min(per_row, len(defects)))
     rows = max(1, math.ceil(len(defects) / cols))
     fig = Figure(figsize=(3.2 * cols, 2.6 * rows + 0.6), dpi=DPI, layout="constrained")

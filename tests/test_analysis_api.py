@@ -140,19 +140,18 @@ def test_load_runs_uses_the_api_only_online_with_credentials(grid, monkeypatch, 
     import wandb
 
     monkeypatch.setattr(wandb, "Api", lambda: FakeApi(grid[1]))
-    monkeypatch.setattr(runs_module, "has_wandb_credentials", lambda: True)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr(runs_module, "ensure_wandb_mode", lambda: "online")
     assert load_runs(fake_runs.PROJECT).source.startswith("W&B API")
-    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(runs_module, "ensure_wandb_mode", lambda: "offline")  # no credentials
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     with pytest.raises(AeLabError, match="No W&B run folders"):
-        load_runs("p", offline_dir=tmp_path)
+        load_runs("p")
 
 
 def test_wandb_report_needs_online_and_builds_its_blocks(grid):
     data = load_runs(fake_runs.PROJECT, api=FakeApi(grid[1]))
-    analysis = Analysis(
-        pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), ["a sentence"], [], [], {}, {}
-    )
+    frame = pd.DataFrame()
+    analysis = Analysis(frame, frame, frame, ["a sentence"], [], [], frame, {})
     data.offline_root = Path(".")  # offline data: the report is skipped with a reason
     assert "needs W&B online" in create_wandb_report(analysis, data, "me")
     pytest.importorskip("wandb_workspaces")

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.callbacks import has_wandb_credentials
+from ae_lab.callbacks import ensure_wandb_mode
 from ae_lab.errors import AeLabError, flatten
 
 log = logging.getLogger("ae_lab.analysis")
@@ -45,12 +45,9 @@ class RawRun:
     state: str  # finished | crashed | ...
     config: dict[str, Any]
     summary: dict[str, Any]
+    where: str  # folder or URL, for messages
     history: list[dict[str, Any]] = field(default_factory=list)
     scores: pd.DataFrame | None = None
-    project: str = ""
-    job_type: str | None = None
-    sweep: str | None = None
-    where: str = ""  # folder or URL, for messages
 
 
 @dataclass
@@ -77,15 +74,13 @@ def load_runs(
 ) -> RunData:
     """Offline folders when `offline_dir` is given or W&B is offline or without credentials, else
     the W&B API (`api`, default `wandb.Api()`)."""
-    offline = os.environ.get("WANDB_MODE", "") in ("offline", "disabled", "dryrun")
-    if api is None and (offline_dir is not None or offline or not has_wandb_credentials()):
+    if api is None and (offline_dir is not None or ensure_wandb_mode() != "online"):
         return load_offline_runs(project, offline_dir, group, sweep)
     if api is None:
         import wandb
 
         api = wandb.Api()
-    entity = entity or api.default_entity
-    path = f"{entity}/{project}" if entity else project
+    path = f"{entity or api.default_entity}/{project}"
     filters = {k: v for k, v in (("group", group), ("sweep", sweep)) if v}
     hint = "Check --project/--entity/--group/--sweep, or run `make demo` to create runs."
     try:
@@ -100,12 +95,17 @@ def load_runs(
 def _api_run(run: Any, tmp: Path) -> RawRun:
     """A finished run with its history and scores table (downloaded); others without them."""
     # W&B's summary values are dict-like objects json cannot write: `items()` makes them dicts.
-    summary = flatten(
-        json.loads(json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items())))
+    plain = json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items()))
+    raw = RawRun(
+        run.id,
+        run.name,
+        run.group,
+        run.state,
+        dict(run.config),
+        flatten(json.loads(plain)),
+        run.url,
     )
-    raw = RawRun(run.id, run.name, run.group, run.state, dict(run.config), summary)
-    raw.where = getattr(run, "url", "") or run.id
-    name = summary.get(f"{keys.TEST_SCORES}.path")
+    name = raw.summary.get(f"{keys.TEST_SCORES}.path")
     if run.state != "finished" or not name:
         return raw
     # `scan_history(keys=...)` yields only rows holding every key, and train/val rows are apart.
@@ -145,50 +145,38 @@ def _read_records(path: str, mtime_ns: int, size: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def raw_run_from_records(records: list[dict[str, Any]], run_dir: Path) -> RawRun:
-    """Replay the log: the run record, config and summary updates, history rows, the exit record."""
+def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
+    """(the run record, the run) replayed from the folder's log, or why it cannot be read."""
     info, config, summary, history, exit_code = {}, {}, {}, [], None
-    for rec in records:
-        body = rec.get(rec.get("type", ""), {})
-        if rec["type"] == "run":
-            info = body
-            config.update(body.get("config", {}).get("update", {}))
-        elif rec["type"] == "config":
-            config.update(body.get("update", {}))
-        elif rec["type"] == "summary":
-            summary.update(flatten(body.get("update", {})))
-            for item in body.get("remove", []):
-                summary.pop(item.get("key") or ".".join(item.get("nested_key", [])), None)
-        elif rec["type"] == "history":
-            history.append(body.get("item", {}))
-        elif rec["type"] == "exit":
-            exit_code = int(body.get("exit_code", 0) or 0)
-    if not info:  # W&B buffers records; a process killed early leaves only the file header
-        raise RuntimeError("its log holds no run record (the process died before W&B flushed it)")
+    try:
+        for rec in read_records(next(run_dir.glob("*.wandb"))):
+            body = rec.get(rec["type"], {})
+            if rec["type"] in ("run", "config"):
+                info = body if rec["type"] == "run" else info
+                config.update(body.get("config", body).get("update", {}))
+            elif rec["type"] == "summary":
+                summary.update(flatten(body.get("update", {})))
+                for item in body.get("remove", []):
+                    summary.pop(item.get("key") or ".".join(item.get("nested_key", [])), None)
+            elif rec["type"] == "history":
+                history.append(body.get("item", {}))
+            elif rec["type"] == "exit":
+                exit_code = int(body.get("exit_code", 0) or 0)
+        if not info:  # W&B buffers records; a process killed early leaves only the file header
+            raise RuntimeError("it holds no run record (the process died before W&B flushed it)")
+        table = run_dir / "files" / str(summary.get(f"{keys.TEST_SCORES}.path"))
+        scores = scores_frame(table) if table.is_file() else None
+    except (RuntimeError, ValueError) as err:  # damaged log, bad JSON, a table without columns
+        return f"skipped run folder {run_dir}: its W&B log is unreadable or damaged: {err}"
     state = {None: "no exit record: crashed or still running", 0: "finished"}.get(
         exit_code, f"crashed (exit code {exit_code})"
     )
     config.pop("_wandb", None)
-    raw = RawRun(info["run_id"], info.get("display_name") or info["run_id"],
-                 info.get("run_group") or None, state, config, summary, history)  # fmt: skip
-    raw.project, raw.job_type, raw.sweep = (
-        info.get("project", ""),
-        info.get("job_type"),
-        info.get("sweep_id"),
+    name = info.get("display_name") or info["run_id"]
+    group = info.get("run_group") or None
+    return info, RawRun(
+        info["run_id"], name, group, state, config, summary, str(run_dir), history, scores
     )
-    raw.where = str(run_dir)
-    table = run_dir / "files" / str(summary.get(f"{keys.TEST_SCORES}.path"))
-    raw.scores = scores_frame(table) if table.is_file() else None
-    return raw
-
-
-def _read_run_dir(run_dir: Path) -> RawRun | str:
-    """The run of one folder, or why it cannot be read."""
-    wandb_file = next(run_dir.glob("*.wandb"))
-    try:
-        return raw_run_from_records(read_records(wandb_file), run_dir)
-    except (RuntimeError, ValueError) as err:  # damaged log, bad JSON, a table without columns
-        return f"skipped run folder {run_dir}: {wandb_file.name} is unreadable or damaged: {err}"
 
 
 def load_offline_runs(
@@ -198,26 +186,24 @@ def load_offline_runs(
     or `./wandb`)."""
     root = Path(offline_dir or Path(os.environ.get("WANDB_DIR", ".")) / "wandb")
     hint = (
-        f"Check --offline-dir (now '{root}': the `wandb/` folder or the folder holding it; train.py "
-        "writes them under $WANDB_DIR, default the current folder) and --project, or run "
-        "`make demo` to create runs."
+        f"Check --offline-dir (now '{root}': the `wandb/` folder of the runs, which train.py writes "
+        "under $WANDB_DIR, or the folder holding it) and --project, or run `make demo`."
     )
     run_dirs = find_run_dirs(root) if root.is_dir() else []
     if not run_dirs:
         raise AeLabError(f"No W&B run folders (offline-run-*/run-*.wandb) under '{root}'. {hint}")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        parsed = list(pool.map(_read_run_dir, run_dirs))
+        parsed = list(pool.map(_offline_run, run_dirs))
     unreadable = [p for p in parsed if isinstance(p, str)]
     for problem in unreadable:
         log.warning(problem)
     raw = [
-        r
-        for r in parsed
-        if isinstance(r, RawRun)
-        and r.project == project
-        and r.job_type != ANALYSIS_JOB_TYPE
-        and (not group or group in (r.group, (r.config.get("logger") or {}).get("group")))
-        and (not sweep or r.sweep == sweep)
+        run
+        for info, run in (p for p in parsed if not isinstance(p, str))
+        if info.get("project") == project
+        and info.get("job_type") != ANALYSIS_JOB_TYPE
+        and (not group or group in (run.group, run.config.get("logger", {}).get("group")))
+        and (not sweep or info.get("sweep_id") == sweep)
     ]
     data = run_data(raw, project, group, f"offline folder '{root}'", hint)
     data.offline_root = run_dirs[0].parent.parent
@@ -232,16 +218,9 @@ def scores_frame(path: Path) -> pd.DataFrame:
     missing = [c for c in keys.SCORE_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"table {path} lacks columns {missing}")
-    columns = [*keys.SCORE_COLUMNS, *(["loss"] if "loss" in df else [])]
-    types = {
-        "label": int,
-        "score": float,
-        "l1": float,
-        "l2": float,
-        "ssim": float,
-        "has_mask": bool,
-    }
-    return df[columns].astype(types | ({"loss": float} if "loss" in df else {}))
+    floats = ["score", "l1", "l2", "ssim", *(["loss"] if "loss" in df else [])]
+    columns = [*keys.SCORE_COLUMNS, *floats[4:]]
+    return df[columns].astype({"label": int, "has_mask": bool} | dict.fromkeys(floats, float))
 
 
 def _number(value: Any) -> bool:
@@ -251,10 +230,10 @@ def _number(value: Any) -> bool:
 def _history(run_id: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """History rows (train and val logged apart) -> one row per epoch, the last value winning."""
     columns = [keys.EPOCH, *keys.LOSS_CURVES]
-    kept = [
-        {k: r[k] for k in columns if _number(r.get(k))} for r in rows if _number(r.get(keys.EPOCH))
+    rows = [
+        {k: r[k] for k in columns if _number(r.get(k))} for r in rows if _number(r.get("epoch"))
     ]
-    frame = pd.DataFrame(kept, columns=columns).astype({keys.EPOCH: int})
+    frame = pd.DataFrame(rows, columns=columns).astype({keys.EPOCH: int})
     frame = frame.groupby(keys.EPOCH, sort=True).last().reset_index()
     return frame.assign(run_id=run_id)[["run_id", *columns]]
 
@@ -270,25 +249,14 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
             skipped.append(f"skipped run {run.name} ({run.run_id}, {run.where}): {reason}")
             log.warning(skipped[-1])
             continue
-        cfg = run.config
-        rows.append(
-            {
-                "run_id": run.run_id,
-                "name": cfg.get("run_name") or run.name,
-                "group": run.group or cfg.get("logger", {}).get("group"),
-                "state": run.state,
-                "model": cfg.get("model", {}).get("name"),
-                "loss": cfg.get("loss", {}).get("name"),
-                "latent_dim": cfg.get("model", {}).get("latent_dim"),
-                "classes": _classes(cfg.get("data", {}).get("categories")),
-            }
-            # Dotted keys are media metadata (`test/scores.nrows`), not metrics.
-            | {
-                k: float(v)
-                for k, v in sorted(run.summary.items())
-                if k.startswith("test/") and "." not in k and _number(v)
-            }
-        )
+        cfg, model = run.config, run.config.get("model", {})
+        row = dict(run_id=run.run_id, name=cfg.get("run_name") or run.name, state=run.state)
+        row |= dict(group=run.group or cfg.get("logger", {}).get("group"), model=model.get("name"))
+        row |= dict(loss=cfg.get("loss", {}).get("name"), latent_dim=model.get("latent_dim"))
+        row["classes"] = _classes(cfg.get("data", {}).get("categories"))
+        # Dotted keys are media metadata (`test/scores.nrows`), not metrics.
+        metrics = {k: v for k, v in run.summary.items() if k.startswith("test/") and "." not in k}
+        rows.append(row | {k: float(v) for k, v in sorted(metrics.items()) if _number(v)})
         histories.append(_history(run.run_id, run.history))
         scores.append(run.scores.assign(run_id=run.run_id))
     if not rows:
@@ -298,13 +266,12 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
             f"({len(raw)} run(s) found, {len(skipped)} skipped: crashed, unfinished or without a "
             f"`{keys.TEST_SCORES}` table). {hint}"
         )
-    runs = pd.DataFrame(rows).sort_values(
-        ["model", "loss", "latent_dim", "classes", "name"], ignore_index=True
-    )
+    order = ["model", "loss", "latent_dim", "classes", "name"]
+    runs = pd.DataFrame(rows).sort_values(order, ignore_index=True)
     runs.insert(2, "label", _unique_labels(runs))
-    history = pd.concat(histories, ignore_index=True)
     scores = pd.concat(scores, ignore_index=True)
-    scores = scores[["run_id", *[c for c in scores.columns if c != "run_id"]]]
+    scores = scores[["run_id", *scores.columns.drop("run_id")]]
+    history = pd.concat(histories, ignore_index=True)
     return RunData(runs, history, scores, project, group, source, skipped=skipped)
 
 

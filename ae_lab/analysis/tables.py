@@ -31,10 +31,8 @@ def auroc_mismatches(runs: pd.DataFrame, table: pd.DataFrame, tol: float = 1e-6)
     for _, run in runs.iterrows():
         for (cat, defect), value in table[run["label"]].items():
             key = keys.image_auroc_key(cat, None if defect == ALL else defect)
-            logged = run.get(key)
-            if logged is None or pd.isna(logged) or pd.isna(value):
-                continue
-            if abs(float(logged) - float(value)) > tol:
+            logged = run.get(key, math.nan)
+            if abs(logged - value) > tol:  # False where either is NaN (not logged, undefined)
                 problems.append(
                     f"{run['label']}: {key} is {logged:.6f} in the summary, {value:.6f} from the scores"
                 )
@@ -52,11 +50,10 @@ def run_table(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         for key, short in ((keys.TRAIN_LOSS, "train_loss"), (keys.VAL_LOSS, "val_loss")):
             series = h.set_index(keys.EPOCH)[key].dropna()
             row[f"final_{short}"] = series.iloc[-1] if len(series) else math.nan
-            row[f"best_{short}"] = series.min() if len(series) else math.nan
+            row[f"best_{short}"] = series.min()
             row[f"best_{short}_epoch"] = int(series.idxmin()) if len(series) else None
         for key in (keys.VAL_L1, keys.VAL_L2, keys.VAL_ONE_MINUS_SSIM):
-            series = h[key].dropna()
-            row[f"final_{key}"] = series.iloc[-1] if len(series) else math.nan
+            row[f"final_{key}"] = h[key].dropna().iloc[-1] if h[key].notna().any() else math.nan
         row |= {c: run[c] for c in auroc_cols}
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["model", "loss", "latent_dim"], ignore_index=True)
@@ -72,36 +69,12 @@ def score_gaps(runs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
         for cat, part in sc.groupby("category", sort=True):
             good = part.loc[part["label"] == 0, "score"]
             for defect, bad in part[part["label"] == 1].groupby("defect", sort=True):
-                std = good.std(ddof=1) if len(good) > 1 else math.nan
-                gap = bad["score"].mean() - good.mean()
-                rows.append(
-                    {
-                        "label": run["label"],
-                        "model": run["model"],
-                        "loss": run["loss"],
-                        "category": cat,
-                        "defect": defect,
-                        "good_mean": good.mean(),
-                        "defect_mean": bad["score"].mean(),
-                        "gap_std": gap / std if std and std > 0 else math.nan,
-                        "auroc": aurocs.get((cat, defect), math.nan),
-                    }
-                )
+                std = good.std(ddof=1)  # NaN for one good image; 0 gives inf
+                row = {c: run[c] for c in ("label", "model", "loss")}
+                row |= dict(category=cat, defect=defect, good_mean=good.mean())
+                row |= dict(defect_mean=bad["score"].mean(), auroc=aurocs.get((cat, defect)))
+                rows.append(row | {"gap_std": (row["defect_mean"] - row["good_mean"]) / std})
     return pd.DataFrame(rows)
-
-
-def to_markdown(table: pd.DataFrame, bold_best_of: list[str] | None = None, digits: int = 3) -> str:
-    """A GitHub Markdown table (pandas + tabulate); in `bold_best_of` columns the row maximum is bold."""
-    frame = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
-    cells = frame.astype(object).map(
-        lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-    )
-    if bold_best_of:
-        best = frame[bold_best_of].max(axis=1)
-        for col in bold_best_of:
-            top = frame[col].eq(best) & frame[col].notna()
-            cells.loc[top, col] = "**" + cells.loc[top, col] + "**"
-    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def class_warning(runs: pd.DataFrame) -> list[str]:
@@ -119,11 +92,7 @@ def ranking(runs: pd.DataFrame, table: pd.DataFrame, gaps: pd.DataFrame) -> list
     """The ranking in words: best loss per architecture, the best run, per class its best run and
     hardest defect, then where the U-Net reconstructs defects as well as normal images."""
     values = table.drop(columns="best_run")
-    # `test/image_auroc` per run; the mean of its class AUROCs where a run did not log it.
-    auroc = values.xs(ALL, level="defect").mean()
-    if keys.TEST_IMAGE_AUROC in runs:
-        auroc = runs.set_index("label")[keys.TEST_IMAGE_AUROC].fillna(auroc)
-    frame = runs.assign(auroc=runs["label"].map(auroc))
+    frame = runs.assign(auroc=runs[keys.TEST_IMAGE_AUROC])
     lines = []
     for model, sub in frame.groupby("model", sort=True):
         per_loss = sub.groupby("loss")["auroc"].max().sort_values(ascending=False)
@@ -169,26 +138,17 @@ def unet_sentences(gaps: pd.DataFrame) -> list[str]:
     )
     parts = []
     for (cat, defect), row in summary.head(MAX_LISTED).iterrows():
-        text = f"{cat}/{defect} (U-Net {row['gap']:.2f} std over {int(row['n'])} run(s), AUROC {row['auroc']:.3f}"
         ref = others[(others["category"] == cat) & (others["defect"] == defect)]
-        best_other = ref.groupby("model")["gap_std"].max()
-        parts.append(
-            text + "".join(f"; {m} up to {g:.2f} std" for m, g in best_other.items()) + ")"
-        )
-    more = len(summary) - MAX_LISTED
+        text = f"{cat}/{defect} (U-Net {row['gap']:.2f} std over {row['n']} run(s), AUROC {row['auroc']:.3f}"
+        for model, gap in ref.groupby("model")["gap_std"].max().items():
+            text += f"; {model} up to {gap:.2f} std"
+        parts.append(text + ")")
+    if len(summary) > MAX_LISTED:
+        parts.append(f"and {len(summary) - MAX_LISTED} more (score_gaps.csv)")
+    lead = f"mean score gap below {SMALL_GAP_STD:g} std of the good scores"
     # A negative gap: the defect scores *below* the good images (the U-Net reconstructs it even
     # better than normal detail): say so rather than "about as well".
-    below = int((summary["gap"] < 0).sum())
-    return [
-        "The U-Net does not separate these defects from normal images (mean score gap below "
-        f"{SMALL_GAP_STD:g} std of the good scores"
-        + (
-            f"; {below} of them score *lower* than the good images, AUROC under 0.5"
-            if below
-            else ""
-        )
-        + "): "
-        + "; ".join(parts)
-        + (f"; and {more} more (score_gaps.csv)" if more > 0 else "")
-        + "."
-    ]
+    if below := int((summary["gap"] < 0).sum()):
+        lead += f"; {below} of them score *lower* than the good images, AUROC under 0.5"
+    text = "; ".join(parts)
+    return [f"The U-Net does not separate these defects from normal images ({lead}): {text}."]
