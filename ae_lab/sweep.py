@@ -10,8 +10,6 @@ The same file drives `wandb sweep` + `wandb agent`: its parameter names are Hydr
 Python-spelled arguments into Hydra overrides. Hydra itself checks every key and option.
 """
 
-from __future__ import annotations
-
 import argparse
 import ast
 import functools
@@ -81,21 +79,16 @@ def _flat_parameters(path: Path, tree: dict[str, Any], prefix: str = "") -> dict
     return flat
 
 
-def multirun_argv(
-    sweep: dict[str, Any], extra: list[str], sweep_dir: Path, group: str, jobs: int
-) -> list[str]:
-    """`python train.py -m <grid> <extra> ...`: run N writes `sweep_dir/<N>-<run_name>/result.json`;
+def multirun_argv(sweep: dict, extra: list[str], out: Path, group: str, jobs: int) -> list[str]:
+    """`python train.py -m <grid> <extra> ...`: run N writes `out/<N>-<run_name>/result.json`;
     the runs share W&B group `group`; `jobs > 1` picks the joblib launcher (threads split)."""
     params = dict(sweep["parameters"])
     for key in (o.split("=", 1)[0].lstrip("+~") for o in extra):
         if len(params.pop(key, ())) > 1:  # an extra override replaces a `value:`, not a sweep
             raise AeLabError(f"The extra override of `{key}` clashes with the sweep over {key}.")
-    argv = [sys.executable, "train.py", "-m"]
+    argv = [sys.executable, "train.py", "-m", f"hydra.sweep.dir={hydra_value(str(out))}"]
     argv += [f"{k}={','.join(hydra_value(v) for v in vs)}" for k, vs in params.items()] + extra
-    argv += [
-        f"hydra.sweep.dir={hydra_value(str(sweep_dir))}",
-        "result_file=${hydra:runtime.output_dir}/result.json",
-    ]
+    argv.append("result_file=${hydra:runtime.output_dir}/result.json")
     if not any(o.lstrip("+~").startswith("logger") for o in [*params, *extra]):
         argv.append(f"logger.group={hydra_value(group)}")
     if jobs > 1:  # joblib gives each worker cores / jobs threads (OMP_NUM_THREADS)
@@ -104,25 +97,22 @@ def multirun_argv(
 
 
 def summary(sweep_dir: Path, n_runs: int, metric: dict[str, str]) -> tuple[str, int]:
-    """One line per run (folder, status, the sweep's metric, the best marked `*`; W&B's default
-    goal is minimize) from each run's result.json, and how many runs did not end ok."""
+    """One line per run that wrote its result.json (folder, status, the sweep's metric, the best
+    marked `*`; W&B's default goal is minimize), and how many of the `n_runs` did not end ok."""
     name = metric.get("name", "test/image_auroc")
-    results = {}
-    for i in range(n_runs):
-        folder = next(iter(sorted(sweep_dir.glob(f"{i}-*"))), sweep_dir / f"{i}-?")
-        file = folder / "result.json"
-        results[folder.name] = json.loads(file.read_text()) if file.is_file() else {}
+    files = sorted(sweep_dir.glob("*/result.json"), key=lambda p: int(p.parent.name.split("-")[0]))
+    results = {p.parent.name: json.loads(p.read_text()) for p in files}
     values = [r[name] for r in results.values() if isinstance(r.get(name), int | float)]
     best = (max if metric.get("goal") == "maximize" else min)(values, default=None)
     lines = [f"{'run':32s} {'status':9s} {name}"]
     for run, r in results.items():
         value = r.get(name)
         shown = f"{value:.4f}" + (" *" if value == best else "") if value in values else "-"
-        lines.append(f"{run:32s} {r.get('status', 'no result'):9s} {shown}")
+        lines.append(f"{run:32s} {r.get('status'):9s} {shown}")
     offline = [r["wandb_dir"] for r in results.values() if r.get("wandb_mode") == "offline"]
     if offline:
         lines.append(f"\n[sweep] offline W&B runs; to upload: wandb sync {shlex.join(offline)}")
-    return "\n".join(lines), sum(r.get("status") != "ok" for r in results.values())
+    return "\n".join(lines), n_runs - sum(r.get("status") == "ok" for r in results.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", help="W&B group of all runs (default <sweep name>-<time>)")
     parser.add_argument("--out-dir", type=Path, help="default: $AE_LAB_OUTPUTS/sweeps")
     args = parser.parse_intermixed_args(argv)  # overrides before or after the options
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     try:
         sweep = load_sweep(args.sweep)
         name = sweep.get("name") or args.sweep.stem
@@ -156,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    print(
-        f"[sweep] {n_runs} runs, {args.jobs} at a time, W&B group {group}: {sweep_dir}", flush=True
-    )
+    print(f"[sweep] {n_runs} runs, {args.jobs} at a time, group {group}: {sweep_dir}", flush=True)
     try:
         env = os.environ | {"PYTHONUNBUFFERED": "1"}  # live output through a pipe (the notebook)
         code = subprocess.run(cmd, cwd=REPO, env=env).returncode
