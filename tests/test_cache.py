@@ -170,8 +170,7 @@ def test_unusable_cache_folder_decodes_without_it(tiny_mvtec: Path, tmp_path: Pa
     assert images.shape == (len(_rows(tiny_mvtec)), 3, S, S)
 
 
-def test_default_cache_dir_follows_env(monkeypatch, tmp_path: Path) -> None:
+def test_default_cache_folder_follows_env(tiny_mvtec: Path, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AE_LAB_CACHE", str(tmp_path / "here"))
-    assert cache.default_cache_dir() == tmp_path / "here"
-    monkeypatch.delenv("AE_LAB_CACHE")
-    assert cache.default_cache_dir() == Path.home() / ".cache" / "ae_lab"
+    cache.load_or_build(_rows(tiny_mvtec), S)
+    assert list((tmp_path / "here").rglob("output.pkl"))

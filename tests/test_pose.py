@@ -63,11 +63,6 @@ def test_masks_follow_their_images_and_empty_images_stay() -> None:
     assert torch.equal(out_img[1], images[1]) and not out_mask[1].any()
 
 
-def test_matches_shell_patterns() -> None:
-    assert pose.matches("screw_matched", ["screw*"]) and not pose.matches("cable", ["screw*"])
-    assert not pose.matches("screw", [])
-
-
 def test_datamodule_aligns_only_the_named_categories(synthetic_root: Path, tmp_path: Path) -> None:
     kwargs = dict(root=synthetic_root, categories=["cable", "screw"], image_size=64)
     plain = MVTecDataModule(**kwargs, cache_dir=tmp_path)

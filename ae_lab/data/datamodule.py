@@ -16,6 +16,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatch
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,7 @@ from ae_lab.data import pose
 from ae_lab.data.table import DEFAULT_CATEGORIES, load_image, load_mask, scan_mvtec, split_train_val
 from ae_lab.errors import AeLabError
 
-KEEP_ENTRIES = 8  # datasets x image sizes a machine keeps decoded
 DECODE_VERSION = 2  # bump when the decoding changes, so old entries are not reused
-
-
-def default_cache_dir() -> Path:
-    """`$AE_LAB_CACHE`, else `~/.cache/ae_lab`."""
-    return Path(os.environ.get("AE_LAB_CACHE") or "~/.cache/ae_lab").expanduser()
 
 
 def _decode(
@@ -63,9 +58,9 @@ def load_or_build(
     rows: pd.DataFrame, image_size: int, cache_dir: str | Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 [N, 3, S, S] and masks bool [N, S, S] for `rows` (in row order), from the cache
-    under `cache_dir` (default `default_cache_dir()`), decoded and stored when missing, stale or
-    unreadable."""
-    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+    under `cache_dir` (default `$AE_LAB_CACHE`, else `~/.cache/ae_lab`), decoded and stored when
+    missing, stale or unreadable."""
+    cache_dir = Path(cache_dir or os.environ.get("AE_LAB_CACHE") or "~/.cache/ae_lab").expanduser()
     try:
         memory, lock = joblib.Memory(cache_dir, verbose=0), FileLock(cache_dir / "decode.lock")
     except OSError as exc:
@@ -82,7 +77,7 @@ def load_or_build(
     # Parallel runs on one machine wait here for the first one's cache instead of decoding again.
     with lock:
         out = memory.cache(_decode)(images, masks, int(image_size), stamps)
-        memory.reduce_size(items_limit=KEEP_ENTRIES)
+        memory.reduce_size(items_limit=8)  # datasets x image sizes kept decoded
     return out
 
 
@@ -139,11 +134,6 @@ def _setting(key: str, value: Any, kind: type, expected: str, low: float, high=m
 def _names(value: Iterable[str] | str) -> list[str]:
     """`data.categories`, `data.align`, `data.straighten`: one name (or pattern) or a list."""
     return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
-def _batch_is_ready(batch: dict[str, Any]) -> dict[str, Any]:
-    """`__getitems__` already built the batch; DataLoader's default collate must not touch it."""
-    return batch
 
 
 class MVTecDataModule(LightningDataModule):
@@ -251,12 +241,11 @@ class MVTecDataModule(LightningDataModule):
         """Pose-normalise, in place, the rows of the categories named by `align` (any angle) or
         `straighten` (the arrays are fresh from the cache, which stays raw)."""
         for category in categories.unique():
-            if pose.matches(category, [*self.align, *self.straighten]):
+            full = any(fnmatch(category, p) for p in self.align)  # shell patterns: `screw*`
+            if full or any(fnmatch(category, p) for p in self.straighten):
                 rows = (categories == category).to_numpy()
                 image, mask = pose.align_uint8(
-                    torch.from_numpy(images[rows]),
-                    torch.from_numpy(masks[rows]),
-                    any_angle=pose.matches(category, self.align),
+                    torch.from_numpy(images[rows]), torch.from_numpy(masks[rows]), any_angle=full
                 )
                 images[rows], masks[rows] = image.numpy(), mask.numpy()
         return images, masks
@@ -271,7 +260,7 @@ class MVTecDataModule(LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=_batch_is_ready,
+            collate_fn=dict,  # `__getitems__` built the batch: no collation, a shallow copy
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

@@ -12,9 +12,6 @@ second at 128 px.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from fnmatch import fnmatch
-
 import torch
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 from torch import Tensor
@@ -91,8 +88,3 @@ def align_uint8(
         out_img.append((warp(x, m) * 255.0).round().clamp(0, 255).to(torch.uint8))
         out_mask.append(warp(msk[:, None].float(), m, mode="nearest")[:, 0] > 0.5)
     return torch.cat(out_img), torch.cat(out_mask)
-
-
-def matches(category: str, patterns: Iterable[str]) -> bool:
-    """Whether `category` is named by one of the shell-style `patterns` (`screw*`)."""
-    return any(fnmatch(category, p) for p in patterns)

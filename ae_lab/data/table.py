@@ -51,18 +51,6 @@ def _listdir(folder: Path, files: bool) -> list[Path]:
     )
 
 
-def check_distinct(categories: list[str]) -> None:
-    """Raise AeLabError when `data.categories` names a category twice (every image would be read
-    twice, and validation images would also be training images)."""
-    twice = sorted({c for c in categories if categories.count(c) > 1})
-    if twice:
-        raise AeLabError(
-            f"`data.categories` lists {', '.join(twice)} more than once ({categories}): each "
-            f"category's images would be used twice. List each category once, e.g. "
-            f"data.categories=[{','.join(dict.fromkeys(categories))}]."
-        )
-
-
 def _mask_of(image: Path, masks: dict[str, Path]) -> Path | None:
     """The mask of a defective image, or None (with a warning) when its size differs."""
     mask = masks.get(image.stem)
@@ -139,7 +127,13 @@ def scan_mvtec(root: str | Path, categories: Iterable[str] | str) -> pd.DataFram
         raise AeLabError(f"The dataset folder {root} does not exist. {DOWNLOAD_HINT}")
     if not categories:
         raise AeLabError("`data.categories` is empty: list at least one category, e.g. [screw].")
-    check_distinct(categories)
+    # A category named twice would have every image used twice (val images also in train).
+    if twice := sorted({c for c in categories if categories.count(c) > 1}):
+        raise AeLabError(
+            f"`data.categories` lists {', '.join(twice)} more than once ({categories}): each "
+            f"category's images would be used twice. List each category once, e.g. "
+            f"data.categories=[{','.join(dict.fromkeys(categories))}]."
+        )
     found = [p.name for p in _listdir(root, files=False)]
     unknown = [c for c in categories if c not in found]
     if unknown:
@@ -206,11 +200,8 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
             f"Image {path} is {img.width}x{img.height} px, below the minimum of {MIN_IMAGE_SIZE} "
             "px a side: stretched, it would be a flat image. Replace or delete the file."
         )
-    if img.mode.startswith("I") or img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
-            arr = arr / 257.0  # 65535 -> 255 exactly
-        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+    if img.mode.startswith("I") or img.mode == "F":  # 16-bit grey: 65535 -> 255 exactly
+        img = Image.fromarray(np.clip(np.rint(np.asarray(img) / 257.0), 0, 255).astype(np.uint8))
     # Grey is resized before it becomes RGB: 3x less work. reducing_gap first shrinks by an
     # integer factor (box filter): much faster on MVTec's 700-1024 px images, no visible cost.
     img = img.convert("L" if img.mode in ("1", "L", "LA") else "RGB")
