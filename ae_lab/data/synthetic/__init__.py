@@ -104,7 +104,7 @@ def _nuisance_count(kind: str, n: int) -> int:
 
 
 def _assign_nuisances(
-    rng: np.random.Generator, n_train: int, n_good: int, n_defective: int, design
+    rng: np.random.Generator, n_train: int, n_good: int, n_defective: int, design: Design
 ) -> tuple[list[set[str]], list[set[str]]]:
     """Nuisance kinds of each train image and each test image (test order: good, then defective);
     grayscale designs get no grayscale/rgba files. Each kind goes to a fixed share of the files (at
@@ -176,7 +176,7 @@ def _save(stem: Path, img: np.ndarray, mask: np.ndarray | None, mask_path: Path,
 
 
 def render_sample(
-    design: Design, size: int, key: list[int], defect: str | None, kinds: set[str]
+    design: Design, size: int, key: list[int], defect: str, kinds: set[str]
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One image as [H, W, C] uint8 (C = 1 for grayscale designs) and, for a defect (not "good"),
     its [H, W] bool mask. `key` seeds every random stream, so the same key gives the same bytes."""
