@@ -1,4 +1,9 @@
-"""User-facing errors: one clear paragraph that names the file or setting and the fix."""
+"""User-facing errors (one clear paragraph that names the file or setting and the fix), and
+`flatten`, the one helper for nested configs and W&B summaries."""
+
+from typing import Any
+
+from hydra.errors import InstantiationException
 
 
 class AeLabError(Exception):
@@ -10,8 +15,19 @@ class AeLabError(Exception):
 
 def user_error(err: BaseException) -> AeLabError | None:
     """The `AeLabError` behind `err`: itself, or the one a Hydra-instantiated constructor raised."""
-    from hydra.errors import InstantiationException
-
     if isinstance(err, InstantiationException):
         err = err.__cause__
     return err if isinstance(err, AeLabError) else None
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}` (with `prefix`: `{"prefix.a.b": 1}`), the way W&B spells
+    nested config and summary entries. An empty dict stays a value (`{"a": {}}`)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat

@@ -19,7 +19,6 @@ from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
 from ae_lab import keys
-from ae_lab.evaluation.predictions import TestPredictions
 
 # 8-connectivity, as in the MVTec AD evaluation code: diagonal pixels belong to the same defect.
 _STRUCTURE = np.ones((3, 3), dtype=bool)
@@ -208,50 +207,30 @@ def pixel_metrics(
     labels [N] (0/1), when given, drop defective images without a mask (their pixels are unknown);
     without labels every image lacking a mask counts as good (all pixels negative).
     """
-    if not 0 < fpr_limit <= 1:
-        raise ValueError(f"fpr_limit must lie in (0, 1], got {fpr_limit}")
-    scores = _numpy(maps).astype(np.float32, copy=False)
-    gt = _numpy(masks).astype(bool, copy=False)
-    if scores.shape != gt.shape or scores.ndim != 4 or scores.shape[1] != 1:
-        raise ValueError(
-            f"pixel_metrics needs maps and masks [N,1,H,W], got {scores.shape} and {gt.shape}"
-        )
-    scores, gt = scores[:, 0], gt[:, 0]
-    cats = np.asarray(categories)
-    with_mask = _numpy(has_mask).astype(bool)
+    scores = _numpy(maps)[:, 0].astype(np.float32, copy=False)
+    gt = _numpy(masks)[:, 0].astype(bool, copy=False)
+    cats, with_mask = np.asarray(categories), _numpy(has_mask).astype(bool)
     good = ~with_mask if labels is None else ~with_mask & (_numpy(labels) == 0)
     out: dict[str, float] = {}
     for category in sorted(set(cats.tolist())):
-        auroc_key, aupro_key = keys.pixel_auroc_key(category), keys.aupro_key(category)
         keep = (cats == category) & (with_mask | good)
         s, m = scores[keep], gt[keep]
-        if not (with_mask & (cats == category)).any() or not m.any():
-            _skip(
-                f"{auroc_key} and {aupro_key}",
-                f"class {category!r} has no defect pixels in its masks",
-            )
-            continue
-        if m.all():
-            _skip(f"{auroc_key} and {aupro_key}", f"class {category!r} has no good pixels")
-            continue
-        if not np.isfinite(s).all():
-            _skip(f"{auroc_key} and {aupro_key}", f"class {category!r} has non-finite anomaly maps")
-            continue
-        out[auroc_key] = auroc(m.ravel(), s.ravel())
-        out[aupro_key] = aupro(s, m, fpr_limit, num_thresholds)
+        why = (
+            "has no defect pixels in its masks"
+            if not (with_mask & (cats == category)).any() or not m.any()
+            else "has no good pixels"
+            if m.all()
+            else "has non-finite anomaly maps"
+            if not np.isfinite(s).all()
+            else ""
+        )
+        auroc_key, aupro_key = keys.pixel_auroc_key(category), keys.aupro_key(category)
+        if why:
+            _skip(f"{auroc_key} and {aupro_key}", f"class {category!r} {why}")
+        else:
+            out[auroc_key] = auroc(m.ravel(), s.ravel())
+            out[aupro_key] = aupro(s, m, fpr_limit, num_thresholds)
     return out
-
-
-def evaluate(predictions: TestPredictions) -> dict[str, float]:
-    """The test metrics of one run: image metrics from the scores, pixel metrics from the maps."""
-    scores = predictions.scores
-    return image_metrics(scores) | pixel_metrics(
-        predictions.maps.float(),
-        predictions.masks,
-        scores["category"].tolist(),
-        scores["has_mask"].to_numpy(),
-        labels=scores["label"].to_numpy(),  # defective images without a mask are left out
-    )
 
 
 def bootstrap_auroc(

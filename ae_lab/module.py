@@ -13,21 +13,16 @@ from torch import Tensor, nn
 
 from ae_lab import keys
 from ae_lab.errors import AeLabError
-from ae_lab.evaluation.predictions import TestPredictions, batch_record, gather_predictions
-from ae_lab.losses import L1Loss, L2Loss, SSIMLoss
-from ae_lab.metrics import evaluate
-from ae_lab.scoring import ScoringConfig, anomaly_map, image_score, per_image_errors
+from ae_lab.losses import ScoringConfig, anomaly_map, image_score, per_image_errors
+from ae_lab.metrics import image_metrics, pixel_metrics
 
-COMPILED_PREFIX = "_orig_mod."
-ONE_CYCLE_LENGTH_KEYS = (
-    "total_steps",
-    "_schedule_phases",
-)  # OneCycleLR state that fixes its length  # what `torch.compile(net)` adds to every state-dict key
 VAE_WITHOUT_KL = (
     "model.kl_beta=0 with a variational network (model=vae): there is no KL term, yet training "
     "still samples z = mu + sigma * eps, so this trains a noise-injected autoencoder, not a VAE "
     "(evaluation decodes mu). Set model.kl_beta > 0 (e.g. 1e-4) for a VAE, or use model=ae."
 )
+
+VAL_ERRORS = {"l1": keys.VAL_L1, "l2": keys.VAL_L2, "ssim": keys.VAL_ONE_MINUS_SSIM}
 
 
 class NonFiniteLossError(AeLabError):
@@ -43,12 +38,16 @@ class AutoencoderModule(L.LightningModule):
     """Trains `net` to reconstruct normal images and scores test images by reconstruction error.
 
     Args:
-        net: an autoencoder (`forward(x) -> recon`, `encode(x) -> z`; a VAE also has `forward_with_kl`).
-        loss: reconstruction loss `(recon, target) -> scalar`.
+        net: an autoencoder (`forward_with_latent(x) -> (recon, z)`; a VAE also has
+            `forward_with_kl(x) -> (recon, kl)`).
+        loss: reconstruction loss `(recon, target) -> scalar`, with `per_image` (ae_lab.losses).
         optimizer: a partial optimizer (`_partial_: true`), called with the parameters.
         scheduler: an optional partial LR scheduler, called with the optimizer.
         kl_beta: weight of the VAE's KL term (ignored for deterministic networks).
         scoring: how test images become anomaly maps and image scores.
+
+    `validation_step` and `test_step` return their predictions (recon, z, and for test the anomaly
+    maps and a score table of the batch): callbacks read them from there.
     """
 
     def __init__(
@@ -67,73 +66,55 @@ class AutoencoderModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.kl_beta = kl_beta
         self.scoring = scoring or ScoringConfig()
-        # Loss-independent validation errors, so runs trained with different losses compare.
-        self.val_errors = nn.ModuleDict({"l1": L1Loss(), "l2": L2Loss(), "ssim": SSIMLoss()})
-        self._test_outputs: list[dict[str, Any]] = []
-        self.predictions: TestPredictions | None = None  # the whole test set, after testing
-        self.test_metrics: dict[str, float] = {}  # `evaluate(predictions)`
+        self._test_batches: list[tuple[pd.DataFrame, Tensor, Tensor]] = []
         self._val_non_finite = False
         if kl_beta == 0 and hasattr(net, "forward_with_kl"):
             warnings.warn(VAE_WITHOUT_KL, UserWarning, stacklevel=2)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Checkpoints of runs that wrapped the net in `torch.compile(net)` (before
-        # `compile_network`) carry `net._orig_mod.*` keys; the weights are the same.
-        state = checkpoint.get("state_dict") or {}
-        checkpoint["state_dict"] = {k.replace(COMPILED_PREFIX, ""): v for k, v in state.items()}
         # A resumed run may be longer (`trainer.max_epochs` raised): keep the new run's length,
         # computed in configure_optimizers, instead of the saved one, which OneCycleLR would
         # otherwise restore and then refuse to step past. The step count carries on.
         for sched in checkpoint.get("lr_schedulers") or []:
-            for key in ONE_CYCLE_LENGTH_KEYS:
-                sched.pop(key, None)
+            sched.pop("total_steps", None)
+            sched.pop("_schedule_phases", None)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B,3,H,W] in [0,1] -> reconstruction [B,3,H,W]."""
         return self.net(x)
 
-    def _reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _loss(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(loss, recon, z); z is None for a VAE trained with its KL term."""
         if self.kl_beta > 0 and hasattr(self.net, "forward_with_kl"):
-            return self.net.forward_with_kl(x)
-        return self.net(x), None
-
-    def _loss(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        recon, kl = self._reconstruct(x)
-        loss = self.loss_fn(recon, x)
-        if kl is not None:
-            loss = loss + self.kl_beta * kl
-        return loss, recon
+            recon, kl = self.net.forward_with_kl(x)
+            return self.loss_fn(recon, x) + self.kl_beta * kl, recon, None
+        recon, z = self.net.forward_with_latent(x)
+        return self.loss_fn(recon, x), recon, z
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch["image"])
+        loss, _, _ = self._loss(batch["image"])
         if not torch.isfinite(loss):
             # Raise before the optimizer step so the weights (and last.ckpt) stay finite.
             raise self._diverged(f"the training loss became {loss.item()}")
+        # sync_dist: under DDP, the mean over every rank's batches.
+        n = len(batch["image"])
         self.log(
-            keys.TRAIN_LOSS,
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(batch["image"]),
-            sync_dist=True,  # under DDP: the mean over every rank's batches
-        )
+            keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
+            sync_dist=True,
+        )  # fmt: skip
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         x = batch["image"]
-        loss, recon = self._loss(x)
+        loss, recon, z = self._loss(x)
         n = len(x)
         self._val_non_finite = self._val_non_finite or not bool(torch.isfinite(loss))
-        # sync_dist: under DDP every rank logs (and checkpoints on) the mean over all ranks.
-        self.log(keys.VAL_LOSS, loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        for name, key in (
-            ("l1", keys.VAL_L1),
-            ("l2", keys.VAL_L2),
-            ("ssim", keys.VAL_ONE_MINUS_SSIM),
-        ):
-            value = self.val_errors[name](recon, x)
-            self.log(key, value, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log(keys.VAL_LOSS, loss, prog_bar=True, batch_size=n, sync_dist=True)
+        # Loss-independent errors, so runs trained with different losses compare.
+        errors = per_image_errors(x, recon)
+        for name, key in VAL_ERRORS.items():
+            self.log(key, errors[name].mean(), batch_size=n, sync_dist=True)
+        return {"recon": recon, "z": self.net.encode(x) if z is None else z}
 
     # ---- divergence guard: these hooks run before ModelCheckpoint saves, so no checkpoint
     # (last or "best") ever holds NaN/inf weights; a finite loss can hide them behind BatchNorm.
@@ -141,9 +122,8 @@ class AutoencoderModule(L.LightningModule):
         self._val_non_finite = False
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        self._check_finite("the validation loss became NaN/inf" if self._val_non_finite else "")
+        if not self.trainer.sanity_checking:
+            self._check_finite("the validation loss became NaN/inf" if self._val_non_finite else "")
 
     def on_train_epoch_end(self) -> None:
         self._check_finite("")  # covers runs without validation images
@@ -158,9 +138,7 @@ class AutoencoderModule(L.LightningModule):
 
     def _diverged(self, problem: str) -> NonFiniteLossError:
         """The error for a diverged run: what went wrong, which checkpoint is good, what to try."""
-        trainer = self.trainer
-        checkpoint = trainer.checkpoint_callback
-        last = getattr(checkpoint, "last_model_path", "") or ""
+        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
         if last and Path(last).is_file():
             saved = (
                 f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights are "
@@ -168,9 +146,10 @@ class AutoencoderModule(L.LightningModule):
             )
         else:
             saved = "No checkpoint was saved: the run diverged before the end of its first epoch."
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        # The configured peak, not the scheduler's current value (a one-cycle warm-up starts low).
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
         fix = f"optimizer.lr={lr:g} now, try 10x lower" if lr else "optimizer.lr=..."
-        if not trainer.gradient_clip_val:  # already on in trainer=default
+        if not self.trainer.gradient_clip_val:  # already on in trainer=default
             fix += ", or clip gradients with trainer.gradient_clip_val=1.0"
         # Resuming would restore the optimizer's state, learning rate included: start again.
         return NonFiniteLossError(
@@ -178,45 +157,42 @@ class AutoencoderModule(L.LightningModule):
             f"{saved} Train again with a lower learning rate ({fix})."
         )
 
-    def on_test_epoch_start(self) -> None:
-        self._test_outputs = []
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        """One test batch's predictions, computed once: recon, map, score, errors, z [B,D].
-
-        Returned as the batch's `outputs` for callbacks; a CPU copy is kept for the epoch end.
-        """
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """One test batch, encoded once: recon, z [B,D], anomaly `map` [B,1,H,W] and `scores`, a
+        table with one row per image (keys.SCORE_COLUMNS, plus `loss`: the error in the run's
+        own loss), indexed by dataset row."""
         x = batch["image"]
-        recon = self.net(x)
+        recon, z = self.net.forward_with_latent(x)
         amap = anomaly_map(x, recon, self.scoring)
-        predictions = {
-            "recon": recon,
-            "map": amap,
-            "score": image_score(amap, self.scoring),
-            "z": self.net.encode(x).flatten(1),
-            **per_image_errors(x, recon, window_size=self.scoring.window_size),
+        errors = per_image_errors(x, recon, self.scoring.window_size)
+        columns = {
+            **{k: list(batch[k]) for k in ("path", "category", "defect")},
+            "label": batch["label"].cpu().numpy().astype(int),
+            "score": image_score(amap, self.scoring).cpu().numpy(),
+            **{k: v.cpu().numpy() for k, v in errors.items()},
+            "has_mask": batch["has_mask"].cpu().numpy().astype(bool),
+            "loss": self.loss_fn.per_image(recon.float(), x.float()).cpu().numpy(),
         }
-        self._test_outputs.append(batch_record(batch, predictions))
-        return predictions
+        scores = pd.DataFrame(columns, index=batch["index"].cpu().numpy())
+        # float16 halves the memory of the stacked maps; ranking metrics don't need more.
+        self._test_batches.append((scores, amap.half().cpu(), batch["mask"].bool().cpu()))
+        return {"recon": recon, "z": z, "map": amap, "scores": scores}
 
     def on_test_epoch_end(self) -> None:
-        # A collective under DDP: every rank ends up with the whole test set.
-        self.predictions = gather_predictions(
-            self._test_outputs, lambda t: self.all_gather(t.to(self.device))
-        )
-        self._test_outputs = []
-        if self.predictions is None:
+        if not self._test_batches:
             return
-        self.test_metrics = evaluate(self.predictions)
-        for key, value in self.test_metrics.items():
-            # Every rank computed the same value from the same gathered set; the sync is a no-op
-            # average that keeps Lightning's distributed epoch-end logging consistent.
-            self.log(key, value, sync_dist=True)
-
-    @property
-    def test_scores(self) -> pd.DataFrame | None:
-        """One row per test image (keys.SCORE_COLUMNS), after `trainer.test`."""
-        return None if self.predictions is None else self.predictions.scores
+        tables, maps, masks = zip(*self._test_batches, strict=True)
+        self._test_batches = []
+        scores = pd.concat(tables)
+        metrics = image_metrics(scores) | pixel_metrics(
+            torch.cat(maps).float(),
+            torch.cat(masks),
+            scores["category"].tolist(),
+            scores["has_mask"].to_numpy(),
+            labels=scores["label"].to_numpy(),  # defective images without a mask are left out
+        )
+        for key, value in metrics.items():
+            self.log(key, value)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -228,18 +204,15 @@ class AutoencoderModule(L.LightningModule):
             # from max_epochs/max_steps and the loader, so the config need not repeat it.
             kwargs["total_steps"] = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)
+        interval = "step" if kwargs else "epoch"
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step" if kwargs else "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
 
 
 def wants_total_steps(factory: Callable[..., Any]) -> bool:
     """A partial scheduler (e.g. OneCycleLR) that takes `total_steps` and was not given it."""
-    func = getattr(factory, "func", factory)
     given = getattr(factory, "keywords", {}) or {}
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
+    params = inspect.signature(getattr(factory, "func", factory)).parameters
     return "total_steps" in params and given.get("total_steps") is None

@@ -1,8 +1,15 @@
-"""`train(cfg)`: build everything from the Hydra config, fit, test, return the final metrics."""
+"""`train(cfg)`: instantiate the datamodule, the LightningModule, the callbacks, the logger and the
+trainer from the Hydra config, fit, test, return the metrics; `run_cli` is what `train.py` wraps
+around it (user errors as one paragraph, the result file, the summary printout)."""
 
+import json
 import math
+import os
+import secrets
+import shlex
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,163 +17,246 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.checkpoints import check_checkpoint, resume_command
-from ae_lab.data.datamodule import MVTecDataModule
-from ae_lab.errors import AeLabError
-from ae_lab.flatten import flatten
-from ae_lab.module import AutoencoderModule, wants_total_steps
-from ae_lab.scoring import ScoringConfig
-from ae_lab.tracking.mode import ensure_wandb_mode
+from ae_lab.errors import AeLabError, flatten, user_error
+from ae_lab.losses import ScoringConfig
+from ae_lab.module import AutoencoderModule, non_finite_tensors, wants_total_steps
+
+# `${ae_lab.uid:}` in conf/config.yaml: a random suffix for the run (and sweep) folder, so that
+# two runs started in the same second never share one. Cached: one value per composed config,
+# and Hydra copies the cache into every job of a multirun, so the sweep folder is one folder.
+OmegaConf.register_new_resolver("ae_lab.uid", lambda: secrets.token_hex(3), use_cache=True)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (if `cfg.train`) and test (if `cfg.test`) one autoencoder; return final metrics and paths.
+
+    The returned dict holds every `train/...`, `val/...` and `test/...` metric as a float, plus
+    `best_checkpoint`, `last_checkpoint`, `output_dir` and (with W&B) `wandb_dir`, `wandb_url`.
+    """
+    check_settings(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.torch.get("num_threads"):
+        torch.set_num_threads(int(cfg.torch.num_threads))
+    torch.set_float32_matmul_precision(cfg.torch.matmul_precision)
+    out_dir = resolve_output_dir(cfg)
+    ckpt_dir = out_dir / "checkpoints"
+
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    module = build_module(cfg)
+    if cfg.ckpt_path:  # before any training or W&B run: a wrong file fails now, clearly
+        check_checkpoint(cfg, module)
+    if cfg.test and datamodule.table("test").empty:  # fail before training
+        raise AeLabError(datamodule.no_test_images_message())
+    logger = None
+    if cfg.get("logger") and "_target_" in cfg.logger:
+        from ae_lab.callbacks import ensure_wandb_mode
+
+        ensure_wandb_mode()
+        Path(cfg.logger.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
+        logger = hydra.utils.instantiate(cfg.logger)
+    callbacks = [
+        hydra.utils.instantiate(c, **({"dirpath": ckpt_dir} if name == "model_checkpoint" else {}))
+        for name, c in cfg.callbacks.items()
+        if c and (logger is not None or name == "model_checkpoint")  # the others log
+    ]
+    trainer = build_trainer(cfg, logger, callbacks, out_dir)
+    if logger is not None:
+        logger.log_hyperparams(hyperparams(cfg, logger))
+
+    exit_code, result = 1, {}
+    try:
+        if cfg.train:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            if trainer.global_step == 0:  # the "result" would be that of random weights
+                raise AeLabError(
+                    f"No training step ran (trainer.max_epochs={trainer.max_epochs}, "
+                    f"trainer.max_steps={trainer.max_steps}, trainer.limit_train_batches="
+                    f"{trainer.limit_train_batches}), so the test metrics would be those of "
+                    "untrained random weights; none are reported. Set trainer.max_epochs >= 1, or "
+                    "evaluate a saved model with `train=false ckpt_path=PATH`."
+                )
+            # `trainer.test` resets callback_metrics: keep the last epoch's train/val values now.
+            result = finite_floats(trainer.callback_metrics)
+        best = trainer.checkpoint_callback.best_model_path or None
+        # Under DDP only rank 0 tests, on one device, as Lightning recommends: each test image is
+        # scored once, so the metrics equal a single-process evaluation. Without the process group
+        # Lightning's collectives (e.g. around prepare_data) do not wait for the other ranks.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        if cfg.test and trainer.is_global_zero:
+            tester = trainer
+            if trainer.world_size > 1:
+                tester = build_trainer(cfg, logger, callbacks, out_dir, single_device=True)
+            ckpt = (best or "last") if cfg.train else cfg.ckpt_path
+            (tested,) = tester.test(module, datamodule=datamodule, ckpt_path=ckpt)
+            result |= finite_floats(tested)
+        exit_code = 0
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        # Ctrl-C: Lightning has shut down and calls sys.exit(1); say how to go on.
+        if trainer.is_global_zero:
+            resume = resume_command(ckpt_dir / "last.ckpt")
+            print(f"\n[ae-lab] interrupted. {resume}", file=sys.stderr)
+        raise SystemExit(130) from None  # 128 + SIGINT, the shell's code for Ctrl-C
+    finally:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            run = logger.experiment
+            result["wandb_dir"] = str(Path(run.dir).parent)
+            result["wandb_url"] = None if run.offline else run.url
+            result["wandb_mode"] = "offline" if run.offline else "online"
+            run.finish(exit_code=exit_code)
+    last = ckpt_dir / "last.ckpt"
+    result["last_checkpoint"] = str(last) if last.exists() else None
+    return result | {"output_dir": str(out_dir), "best_checkpoint": best}
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Settings that would waste a run or report a false result, refused before anything starts."""
+    if not cfg.train and not cfg.ckpt_path:
+        raise AeLabError(
+            "`train=false` evaluates a saved model, so it needs `ckpt_path=PATH/TO/model.ckpt` "
+            "(for example the `last.ckpt` in a previous run's checkpoints folder)."
+        )
+    if cfg.ckpt_path and Path(cfg.ckpt_path).is_dir():
+        found = sorted(p.name for p in Path(cfg.ckpt_path).glob("*.ckpt"))
+        raise AeLabError(
+            f"ckpt_path={cfg.ckpt_path} is a folder, not a checkpoint file: point it to a .ckpt "
+            f"file in it (there: {', '.join(found) or 'none'}), e.g. ckpt_path={cfg.ckpt_path}/last.ckpt."
+        )
+    if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
+        raise AeLabError(
+            f"Checkpoint not found: ckpt_path={cfg.ckpt_path}. Point it to an existing .ckpt file, "
+            "e.g. outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
+        )
+    limit = cfg.trainer.get("limit_test_batches", 1.0)
+    if cfg.test and not (isinstance(limit, float) and limit == 1.0):
+        raise AeLabError(
+            f"trainer.limit_test_batches={limit} would score only part of the test set, so the "
+            "test metrics would not be comparable with any other run. Remove the override (or set "
+            "trainer.limit_test_batches=1.0); to skip testing altogether, set test=false."
+        )
 
 
 def resolve_output_dir(cfg: DictConfig) -> Path:
     """`cfg.output_dir`, else the Hydra run folder, else `outputs/<run_name>` (compose API, tests)."""
     if cfg.get("output_dir"):
         return Path(cfg.output_dir)
-    from hydra.core.hydra_config import HydraConfig
-
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path("outputs") / str(cfg.run_name)
 
 
-def configure_torch(cfg: DictConfig) -> None:
-    torch_cfg = cfg.get("torch") or {}
-    if torch_cfg.get("num_threads"):
-        torch.set_num_threads(int(torch_cfg.num_threads))
-    torch.set_float32_matmul_precision(torch_cfg.get("matmul_precision", "high"))
-
-
-def build_logger(cfg: DictConfig) -> Logger | None:
-    if not cfg.get("logger") or "_target_" not in cfg.logger:
-        return None
-    ensure_wandb_mode()
-    Path(cfg.logger.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
-    return hydra.utils.instantiate(cfg.logger)
-
-
-def build_callbacks(cfg: DictConfig, ckpt_dir: Path, logger: Logger | None) -> list[Callback]:
-    callbacks: list[Callback] = [
-        # `last.ckpt` is what resuming and the non-finite-loss guard rely on.
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="epoch{epoch:03d}-val_loss{val/loss:.5f}",
-            monitor="val/loss",
-            mode="min",
-            save_last=True,
-            auto_insert_metric_name=False,
-        ),
-    ]
-    if cfg.get("scheduler") and logger is not None:
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    if isinstance(logger, WandbLogger):
-        from ae_lab.tracking import WandbMediaCallback
-
-        loss = {"loss": cfg.loss.name, "loss_alpha": cfg.loss.fn.get("alpha", 0.84)}
-        callbacks.append(WandbMediaCallback(**cfg.get("media", {}), **loss))
-    return callbacks
-
-
-def _checked_factories(cfg: DictConfig) -> tuple[Any, Any]:
-    """The partial optimizer and scheduler, tried once on a dummy parameter so that a bad value
-    (`optimizer.lr=-1`, `optimizer.lr=fast`) fails now, naming its key, not inside fit."""
-    optimizer_factory = hydra.utils.instantiate(cfg.optimizer)
-    with _rejected_settings(cfg, "optimizer", "e.g. optimizer.lr=1e-3 (a positive number)"):
-        optimizer = optimizer_factory(params=[torch.nn.Parameter(torch.zeros(1))])
-    if not cfg.get("scheduler"):
-        return optimizer_factory, None
-    scheduler_factory = hydra.utils.instantiate(cfg.scheduler)
-    with _rejected_settings(cfg, "scheduler", "scheduler.<name>=..."):
-        trial = {"total_steps": 10} if wants_total_steps(scheduler_factory) else {}
-        scheduler_factory(optimizer=optimizer, **trial)
-    return optimizer_factory, scheduler_factory
-
-
-@contextmanager
-def _rejected_settings(cfg: DictConfig, key: str, example: str) -> Iterator[None]:
-    try:
-        yield
-    except (TypeError, ValueError) as exc:
-        section = cfg[key]
-        values = ", ".join(f"{key}.{k}={v!r}" for k, v in section.items() if not k.startswith("_"))
-        raise AeLabError(
-            f"{section.get('_target_', key)} rejects the `{key}` settings ({values}): {exc}. "
-            f"Fix the value on the command line, {example}."
-        ) from exc
-
-
 def build_module(cfg: DictConfig) -> AutoencoderModule:
-    scoring = ScoringConfig.from_dict(OmegaConf.to_container(cfg.scoring, resolve=True))
-    optimizer, scheduler = _checked_factories(cfg)
+    """The LightningModule of `cfg`. The partial optimizer and scheduler are tried once on a dummy
+    parameter, so that a bad value (`optimizer.lr=-1`, `optimizer.lr=fast`) fails now, naming its
+    key, not inside fit."""
+    optimizer = hydra.utils.instantiate(cfg.optimizer)
+    with rejected_settings(cfg, "optimizer", "e.g. optimizer.lr=1e-3 (a positive number)"):
+        trial = optimizer(params=[torch.nn.Parameter(torch.zeros(1))])
+    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    if scheduler is not None:
+        with rejected_settings(cfg, "scheduler", "scheduler.<name>=..."):
+            scheduler(
+                optimizer=trial, **({"total_steps": 10} if wants_total_steps(scheduler) else {})
+            )
     module = AutoencoderModule(
         net=hydra.utils.instantiate(cfg.model.net),
         loss=hydra.utils.instantiate(cfg.loss.fn),
         optimizer=optimizer,
         scheduler=scheduler,
         kl_beta=float(cfg.model.get("kl_beta", 0.0)),
-        scoring=scoring,
+        scoring=ScoringConfig.from_dict(OmegaConf.to_container(cfg.scoring, resolve=True)),
     )
     # Stored in every checkpoint (Lightning's `hyper_parameters`), so a checkpoint can say which
     # model and data settings it was trained with; `logger=False`: the run logs its config itself.
     module.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True)}, logger=False)
-    torch_cfg = cfg.get("torch") or {}
-    if torch_cfg.get("channels_last"):
+    if cfg.torch.channels_last:
         # NHWC weights make every conv (and its output) channels-last: 1.6x faster training on
         # CPU with oneDNN (bench/README.md); inputs are converted inside the first conv.
         module.net = module.net.to(memory_format=torch.channels_last)
-    if torch_cfg.get("compile"):
+    if cfg.torch.compile:
         compile_network(module.net)
     return module
 
 
-COMPILED_METHODS = ("forward", "forward_with_kl", "encode")
+@contextmanager
+def rejected_settings(cfg: DictConfig, key: str, example: str) -> Iterator[None]:
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        values = ", ".join(f"{key}.{k}={v!r}" for k, v in cfg[key].items() if not k.startswith("_"))
+        raise AeLabError(
+            f"{cfg[key].get('_target_', key)} rejects the `{key}` settings ({values}): {exc}. "
+            f"Fix the value on the command line, {example}."
+        ) from exc
 
 
 def compile_network(net: torch.nn.Module, **options: Any) -> torch.nn.Module:
-    """Compile `net`'s `forward`, `forward_with_kl` (VAE training) and `encode` (latents) in place.
-
-    In place, not `torch.compile(net)`: that wrapper prefixes every state-dict key with
-    `_orig_mod.`, so its checkpoints did not load with compile off, and attribute calls such as
-    `net.forward_with_kl` or `net.encode` went past it to the eager module.
-    """
-    for name in COMPILED_METHODS:
-        method = getattr(net, name, None)
-        if method is not None:
-            setattr(net, name, torch.compile(method, **options))  # instance attribute, no weights
+    """Compile `net`'s forward paths in place (`forward`, `forward_with_latent`, `encode`, and a
+    VAE's `forward_with_kl`): `torch.compile(net)` would prefix every state-dict key with
+    `_orig_mod.` and leave attribute calls such as `net.encode` to the eager module."""
+    for name in ("forward", "forward_with_kl", "forward_with_latent", "encode"):
+        if hasattr(net, name):
+            setattr(net, name, torch.compile(getattr(net, name), **options))  # no weights
     return net
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary name and renames it, so that a full disk leaves the
+    previous complete file in place and one clear error, never a truncated `*.ckpt`."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options=None) -> None:
+        tmp = Path(f"{path}.tmp")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise AeLabError(
+                f"Could not write the checkpoint {path} ({exc}). Free disk space (or write "
+                "elsewhere with output_dir=PATH), then resume from the last complete checkpoint "
+                "with ckpt_path=<its checkpoints folder>/last.ckpt."
+            ) from exc
+
+
 def build_trainer(
-    cfg: DictConfig, logger: Logger | None, callbacks: list[Callback], out_dir: Path
+    cfg: DictConfig,
+    logger: Logger | None,
+    callbacks: list[Callback],
+    out_dir: Path,
+    single_device: bool = False,
 ) -> L.Trainer:
     """The Lightning Trainer of `cfg.trainer`; settings this machine cannot run name their key."""
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    one = {"devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": False}
     try:
         return hydra.utils.instantiate(
             cfg.trainer,
             logger=logger if logger is not None else False,
             callbacks=callbacks,
             default_root_dir=str(out_dir),
+            plugins=[AtomicCheckpointIO()],
+            **(one if single_device else {}),
         )
     except InstantiationException as exc:
         if not isinstance(exc.__cause__, MisconfigurationException):
             raise
-        no_gpu = accelerator in ("gpu", "cuda") and not torch.cuda.is_available()
-        hint = (
-            f"trainer.accelerator={accelerator} (trainer=gpu) needs a GPU, and PyTorch sees none on "
-            "this machine. Run on the CPU with `trainer=default` (or trainer.accelerator=auto)."
-            if no_gpu
-            else "Check trainer.accelerator, trainer.devices, trainer.strategy and "
-            "trainer.precision, or use `trainer=default`."
-        )
+        t = cfg.trainer
         raise AeLabError(
-            f"Lightning rejects the trainer settings: {exc.__cause__}. {hint}"
+            f"Lightning rejects the trainer settings (trainer.accelerator={t.get('accelerator')}, "
+            f"trainer.devices={t.get('devices')}, trainer.strategy={t.get('strategy', 'auto')}, "
+            f"trainer.precision={t.get('precision')}): {exc.__cause__}. A GPU trainer "
+            f"(trainer=gpu) needs a GPU that PyTorch sees (here: {torch.cuda.device_count()}); on "
+            "the CPU use `trainer=default`."
         ) from exc
 
 
@@ -188,97 +278,143 @@ def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k not in preset}
 
 
-def _finite_floats(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        value = float(value.item() if isinstance(value, torch.Tensor) else value)
-        if math.isfinite(value):
-            out[key] = value
-    return out
+def finite_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    values = {k: float(v) for k, v in metrics.items()}
+    return {k: v for k, v in values.items() if math.isfinite(v)}
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit (if `cfg.train`) and test (if `cfg.test`) one autoencoder; return final metrics and paths.
-
-    The returned dict holds every `train/...`, `val/...` and `test/...` metric as a float, plus
-    `best_checkpoint`, `last_checkpoint`, `output_dir` and (with W&B) `wandb_dir`, `wandb_url`.
-    """
-    if not cfg.get("train") and not cfg.get("ckpt_path"):
-        raise AeLabError(
-            "`train=false` evaluates a saved model, so it needs `ckpt_path=PATH/TO/model.ckpt` "
-            "(for example the `last.ckpt` in a previous run's checkpoints folder)."
-        )
-    if cfg.get("ckpt_path") and not Path(cfg.ckpt_path).is_file():
-        raise AeLabError(
-            f"Checkpoint not found: ckpt_path={cfg.ckpt_path}. Point it to an existing .ckpt file, "
-            "e.g. outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
-        )
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    configure_torch(cfg)
-    out_dir = resolve_output_dir(cfg)
-    ckpt_dir = out_dir / "checkpoints"
-
-    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    module = build_module(cfg)
-    if cfg.get("ckpt_path"):  # before any training or W&B run: a wrong file fails now, clearly
-        check_checkpoint(cfg.ckpt_path, module, OmegaConf.to_container(cfg, resolve=True))
-    test_set = datamodule.table("test") if isinstance(datamodule, MVTecDataModule) else None
-    if cfg.get("test") and test_set is not None and test_set.empty:  # fail before training
-        raise AeLabError(datamodule.no_test_images_message())
-    logger = build_logger(cfg)
-    trainer = build_trainer(cfg, logger, build_callbacks(cfg, ckpt_dir, logger), out_dir)
-    if logger is not None:
-        logger.log_hyperparams(hyperparams(cfg, logger))
-
-    exit_code = 1
-    wandb_info: dict[str, Any] = {}
-    fit_metrics: dict[str, float] = {}
+# ---- checkpoints given as ckpt_path, and the command that resumes an interrupted run -----------
+def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
+    """Raise AeLabError unless `cfg.ckpt_path` is a readable Lightning checkpoint whose finite
+    weights fit `module` (built from `cfg`) and, to resume, has epochs left to train."""
+    path = cfg.ckpt_path
     try:
-        if cfg.get("train"):
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-            if trainer.global_step == 0:  # the "result" would be that of random weights
-                raise AeLabError(
-                    "No training step ran (trainer.max_epochs="
-                    f"{trainer.max_epochs}, trainer.max_steps={trainer.max_steps}, "
-                    f"trainer.limit_train_batches={trainer.limit_train_batches}), so the test "
-                    "metrics would be those of untrained random weights; none are reported. Set "
-                    "trainer.max_epochs >= 1, or evaluate a saved model with `train=false "
-                    "ckpt_path=PATH`."
-                )
-            # `trainer.test` resets callback_metrics: keep the last epoch's train/val values now.
-            fit_metrics = _finite_floats(trainer.callback_metrics)
-        checkpoint = trainer.checkpoint_callback
-        best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
-        # Under DDP only rank 0 saved the file: every rank must test the path rank 0 wrote.
-        best = trainer.strategy.broadcast(best)
-        if cfg.get("test"):
-            test_ckpt = (best or "last") if cfg.get("train") else cfg.ckpt_path
-            trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt)
-        exit_code = 0
-    except SystemExit:
-        if not trainer.interrupted:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+    except Exception as exc:  # truncated zip, pickle errors, not a Lightning checkpoint at all
+        raise AeLabError(
+            f"Cannot read the checkpoint ckpt_path={path} ({type(exc).__name__}: {exc}). The file "
+            "is truncated (a copy or save that did not finish) or not a checkpoint written by "
+            "train.py: point `ckpt_path` to a complete .ckpt file, e.g. the run's "
+            "checkpoints/last.ckpt."
+        ) from exc
+    wanted = module.state_dict()
+    wrong = sorted(set(state) ^ set(wanted)) or [
+        k for k in wanted if state[k].shape != wanted[k].shape
+    ]
+    if wrong:
+        saved = (ckpt.get("hyper_parameters") or {}).get("config") or {}
+        model, data = saved.get("model") or {}, saved.get("data") or {}
+        overrides = [
+            f"model={model.get('name')}",
+            f"model.latent_dim={model.get('latent_dim')}",
+            f"data.image_size={data.get('image_size')}",
+        ]
+        if model.get("name") == cfg.model.name:  # same model, other sizes
+            now = flatten(OmegaConf.to_container(cfg.model.net, resolve=True), "model.net")
+            overrides += [
+                f"{k}={v}"
+                for k, v in flatten(model.get("net") or {}, "model.net").items()
+                if now.get(k) != v and k.rsplit(".", 1)[1] not in ("image_size", "latent_dim")
+            ]
+        raise AeLabError(
+            f"The checkpoint ckpt_path={path} does not fit the model of this run "
+            f"(model={cfg.model.name}, model.latent_dim={cfg.model.latent_dim}, data.image_size="
+            f"{cfg.data.image_size}): e.g. the weights {', '.join(wrong[:3])} differ. It was "
+            f"trained with {', '.join(overrides[:3])}: evaluate or resume it with the same "
+            f"settings, e.g. `{' '.join(overrides)}`."
+        )
+    bad = non_finite_tensors(state)
+    if bad:
+        raise AeLabError(
+            f"The checkpoint ckpt_path={path} holds NaN/inf weights ({len(bad)} tensors, e.g. "
+            f"{bad[0]}): it was saved after training diverged, so its metrics would be meaningless. "
+            "Use an earlier checkpoint, or train again with a lower `optimizer.lr`."
+        )
+    done = int(ckpt.get("epoch", -1)) + 1
+    if cfg.train and done >= cfg.trainer.max_epochs:
+        raise AeLabError(
+            f"The checkpoint ckpt_path={path} has already trained {done} epochs and "
+            f"trainer.max_epochs={cfg.trainer.max_epochs}: there is nothing left to resume. Raise "
+            f"trainer.max_epochs (e.g. trainer.max_epochs={done + 10}), or evaluate it with train=false."
+        )
+
+
+def resume_command(last: Path) -> str:
+    """What to tell a user whose run was interrupted: the command that resumes it, if possible."""
+    if not last.is_file():
+        return (
+            "No checkpoint was written yet (interrupted in the first epoch): start the run again."
+        )
+    args = ["python", "train.py"]
+    if HydraConfig.initialized():  # the run's own overrides, so that the resumed run is the same
+        task = HydraConfig.get().overrides.task
+        args += [a for a in task if a.split("=", 1)[0].lstrip("+~") != "ckpt_path"]
+    return f"Resume it from its last checkpoint with:\n  {shlex.join([*args, f'ckpt_path={last}'])}"
+
+
+# ---- the command line ---------------------------------------------------------------------------
+def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict[str, Any]:
+    """Call `fn(cfg)` for one run; print an `AeLabError` as one paragraph on stderr and exit 2.
+
+    In a Hydra multirun the error is raised instead (Hydra marks that job failed, runs the others
+    and exits non-zero at the end) and a run without `logger.group` joins the sweep's group (the
+    sweep folder's name, `multirun/2025-06-01/12-00-00-3fa2b1` -> `2025-06-01_12-00-00-3fa2b1`).
+    With `cfg.result_file` the metrics, or the error, are also written there as JSON.
+    """
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+    if multirun and cfg.get("logger") and "group" in cfg.logger and not cfg.logger.group:
+        cfg.logger.group = "_".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
+    start = time.monotonic()
+    try:
+        result = fn(cfg)
+    except Exception as err:
+        error = user_error(err)
+        write_result(cfg, {"error": str(error or f"{type(err).__name__}: {err}")}, start)
+        if error is None:
             raise
-        # Ctrl-C: Lightning has shut down and calls sys.exit(1); say how to go on.
-        if trainer.is_global_zero:
-            last = ckpt_dir / "last.ckpt"
-            print(f"\n[ae-lab] interrupted. {resume_command(last)}", file=sys.stderr)
-        raise SystemExit(130) from None  # 128 + SIGINT, the shell's code for Ctrl-C
-    finally:
-        if isinstance(logger, WandbLogger):
-            import wandb
+        print(f"\n[ae-lab] error: {error}\n", file=sys.stderr)
+        if multirun:
+            raise error from None
+        sys.exit(2)
+    write_result(cfg, result, start)
+    if rank_zero_only.rank == 0:  # under DDP every process returns; one summary is enough
+        print_summary(result)
+    return result
 
-            if wandb.run is not None:
-                wandb_info = {
-                    "wandb_dir": str(Path(wandb.run.dir).parent),
-                    "wandb_url": wandb.run.url if not wandb.run.offline else None,
-                    "wandb_mode": "offline" if wandb.run.offline else "online",
-                }
-                wandb.run.finish(exit_code=exit_code)
 
-    # After `trainer.test`, callback_metrics hold only what the module logged from test_metrics.
-    result: dict[str, Any] = fit_metrics | module.test_metrics
-    result["output_dir"] = str(out_dir)
-    result["best_checkpoint"] = best
-    last = ckpt_dir / "last.ckpt"
-    result["last_checkpoint"] = str(last) if last.exists() else None
-    return result | wandb_info
+def write_result(cfg: DictConfig, result: dict[str, Any], start: float) -> None:
+    """The returned metrics and paths (or the error) as JSON in `cfg.result_file`, on rank 0."""
+    if not cfg.get("result_file") or rank_zero_only.rank != 0:
+        return
+    result = result | {
+        "status": "failed" if "error" in result else "ok",
+        "seconds": time.monotonic() - start,
+        "torch_threads": torch.get_num_threads(),
+    }
+    path = Path(cfg.result_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+SUMMARY = [
+    ("best checkpoint", "best_checkpoint"),
+    ("last checkpoint", "last_checkpoint"),
+    ("output folder", "output_dir"),
+    ("W&B run folder", "wandb_dir"),
+    ("W&B run page", "wandb_url"),
+]
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """Where the results are, and the headline metrics."""
+    lines = ["", "[ae-lab] done."]
+    for label, key in SUMMARY:
+        if result.get(key):
+            lines.append(f"  {label:16s} {result[key]}")
+    if result.get("wandb_mode") == "offline" and result.get("wandb_dir"):
+        lines.append(f"  upload later     wandb sync {shlex.quote(result['wandb_dir'])}")
+    for key in ("train/loss", "val/loss", "test/image_auroc"):
+        if key in result:
+            lines.append(f"  {key:16s} {result[key]:.4f}")
+    print("\n".join(lines))

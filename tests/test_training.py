@@ -12,7 +12,7 @@ import torch
 
 from ae_lab.errors import AeLabError
 from ae_lab.module import AutoencoderModule, NonFiniteLossError
-from ae_lab.training import train
+from ae_lab.training import run_cli, train
 from tests.compose import CONF_DIR, compose_config, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,50 +45,33 @@ def test_every_config_option_composes_and_instantiates():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["ae", "unet", "vae"])
-def test_short_training_for_every_loss(model, tiny_mvtec, tmp_path):
-    for loss in ["l1", "l2", "ssim", "ssim_l1"]:
-        out = tmp_path / loss
-        cfg = compose_config(
-            [f"model={model}", f"loss={loss}", *tiny_overrides(tiny_mvtec, out, CATEGORIES)]
-        )
-        result = train(cfg)
-        for key in (
-            "train/loss",
-            "val/loss",
-            "val/l1",
-            "val/l2",
-            "val/one_minus_ssim",
-            "test/image_auroc",
-        ):
-            assert math.isfinite(result[key]), (model, loss, key)
-        assert 0.0 <= result["test/image_auroc"] <= 1.0
-        assert Path(result["last_checkpoint"]).is_file()
-        assert result["best_checkpoint"] and Path(result["best_checkpoint"]).is_file()
-
-
-@pytest.mark.slow
-def test_resume_from_last_checkpoint(tiny_mvtec, tmp_path):
-    base = tiny_overrides(tiny_mvtec, tmp_path / "run", CATEGORIES)
-    first = train(compose_config(base))
-    last = first["last_checkpoint"]
-    assert torch.load(last, weights_only=False)["epoch"] == 0
-    resumed = compose_config([*base, "trainer.max_epochs=3", f"ckpt_path={last}"])
-    second = train(resumed)
-    state = torch.load(second["last_checkpoint"], weights_only=False)
-    assert state["epoch"] == 2
-    assert (
-        state["global_step"] == 6
-    )  # 2 batches per epoch x 3 epochs: the first epoch was not redone
-
-
-@pytest.mark.slow
-def test_evaluate_saved_model_without_training(tiny_mvtec, tmp_path):
-    base = tiny_overrides(tiny_mvtec, tmp_path / "run", CATEGORIES)
-    trained = train(compose_config(base))
-    evaluated = train(
-        compose_config([*base, "train=false", f"ckpt_path={trained['last_checkpoint']}"])
+@pytest.mark.parametrize(
+    ("model", "loss"), [("ae", "l1"), ("unet", "ssim"), ("vae", "ssim_l1"), ("ae", "l2")]
+)
+def test_short_training_of_every_model_and_loss(model, loss, tiny_mvtec, tmp_path):
+    cfg = compose_config(
+        [f"model={model}", f"loss={loss}", *tiny_overrides(tiny_mvtec, tmp_path, CATEGORIES)]
     )
+    result = train(cfg)
+    for key in ("train/loss", "val/loss", "val/l1", "val/l2", "val/one_minus_ssim"):
+        assert math.isfinite(result[key]), (model, loss, key)
+    assert 0.0 <= result["test/image_auroc"] <= 1.0
+    assert Path(result["last_checkpoint"]).is_file()
+    assert result["best_checkpoint"] and Path(result["best_checkpoint"]).is_file()
+
+
+@pytest.mark.slow
+def test_resume_from_last_checkpoint_then_evaluate_it(tiny_mvtec, tmp_path):
+    base = tiny_overrides(tiny_mvtec, tmp_path / "run", CATEGORIES)
+    last = train(compose_config([*base, "test=false"]))["last_checkpoint"]
+    assert torch.load(last, weights_only=False)["epoch"] == 0
+    with pytest.raises(AeLabError, match=r"already trained 1 epochs.*trainer\.max_epochs=1"):
+        train(compose_config([*base, f"ckpt_path={last}"]))
+    resumed = compose_config([*base, "trainer.max_epochs=3", f"ckpt_path={last}", "test=false"])
+    state = torch.load(train(resumed)["last_checkpoint"], weights_only=False)
+    # 2 batches per epoch x 3 epochs: the first epoch was not redone.
+    assert state["epoch"] == 2 and state["global_step"] == 6
+    evaluated = train(compose_config([*base, "train=false", f"ckpt_path={last}"]))
     assert "train/loss" not in evaluated
     assert math.isfinite(evaluated["test/image_auroc"])
 
@@ -99,8 +82,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mvtec, tmp_pa
     original = AutoencoderModule._loss
 
     def explode_in_second_epoch(self, x):
-        loss, recon = original(self, x)
-        return (loss * float("nan") if self.current_epoch >= 1 else loss), recon
+        loss, recon, z = original(self, x)
+        return (loss * float("nan") if self.current_epoch >= 1 else loss), recon, z
 
     monkeypatch.setattr(AutoencoderModule, "_loss", explode_in_second_epoch)
     with pytest.raises(
@@ -114,11 +97,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mvtec, tmp_pa
     )
 
 
-def test_train_false_needs_a_checkpoint(tmp_path):
+def test_settings_that_would_waste_the_run_are_refused_first(tmp_path):
     with pytest.raises(AeLabError, match="ckpt_path"):
         train(compose_config(["train=false", "logger=none"]))
     with pytest.raises(AeLabError, match="Checkpoint not found"):
         train(compose_config(["train=false", f"ckpt_path={tmp_path / 'nope.ckpt'}", "logger=none"]))
+    (tmp_path / "last.ckpt").touch()
+    with pytest.raises(AeLabError, match=r"is a folder.*last\.ckpt"):
+        train(compose_config([f"ckpt_path={tmp_path}", "logger=none"]))
+    for limit in ("0.5", "0", "3"):  # issue 20, item 1: part of the test set is no result
+        with pytest.raises(AeLabError, match=rf"limit_test_batches={limit} .*test=false"):
+            train(compose_config([f"trainer.limit_test_batches={limit}", "logger=none"]))
 
 
 def run_train_py(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -131,13 +120,26 @@ def run_train_py(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     )
 
 
-def test_missing_dataset_root_is_one_clear_paragraph(tmp_path):
-    proc = run_train_py(
-        "data=mvtec", f"data.root={tmp_path / 'missing'}", "logger=none", f"output_dir={tmp_path}"
+def run_cli_error(capsys, *overrides: str) -> str:
+    """What `train.py` prints for a user error (in-process: the same `run_cli` wraps `train`)."""
+    with pytest.raises(SystemExit) as caught:
+        run_cli(train, compose_config([*overrides, "logger=none"]))
+    assert caught.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_missing_dataset_root_is_one_clear_paragraph(tmp_path, capsys):
+    err = run_cli_error(
+        capsys, "data=mvtec", f"data.root={tmp_path / 'missing'}", f"output_dir={tmp_path}"
     )
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert str(tmp_path / "missing") in proc.stderr and "data=synthetic" in proc.stderr
+    assert str(tmp_path / "missing") in err and "data=synthetic" in err
+
+
+def test_error_raised_inside_a_constructor_is_one_paragraph_too(tmp_path, capsys):
+    # Hydra wraps exceptions from `_target_` constructors; the entrypoint unwraps ours.
+    err = run_cli_error(capsys, "data.image_size=100", f"output_dir={tmp_path}")
+    assert "HYDRA_FULL_ERROR" not in err
+    assert "data.image_size=100" in err and "model.net.depth" in err
 
 
 def test_help_explains_groups():
@@ -145,11 +147,3 @@ def test_help_explains_groups():
     assert proc.returncode == 0
     for word in ("model", "loss", "data", "trainer", "logger", "unet", "ssim_l1"):
         assert word in proc.stdout
-
-
-def test_error_raised_inside_a_constructor_is_one_paragraph_too(tmp_path):
-    # Hydra wraps exceptions from `_target_` constructors; the entrypoint unwraps ours.
-    proc = run_train_py("data.image_size=100", "logger=none", f"output_dir={tmp_path}")
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and "HYDRA_FULL_ERROR" not in proc.stderr
-    assert "data.image_size=100" in proc.stderr and "model.net.depth" in proc.stderr

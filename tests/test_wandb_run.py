@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from ae_lab import keys
+from ae_lab.callbacks import CHECKPOINT_BEST, CHECKPOINT_EVALUATED, EPOCH_AXIS_KEYS, select_test
 from ae_lab.data.table import scan_mvtec, split_train_val
-from ae_lab.tracking.media import CHECKPOINT_BEST, CHECKPOINT_EVALUATED, EPOCH_AXIS_KEYS
-from ae_lab.tracking.selection import select_test
 from ae_lab.training import train
 from tests.compose import compose_config, tiny_overrides
 
@@ -76,7 +75,8 @@ def check_test_content(run_dir: Path, recs: list[dict], root: Path) -> dict:
     test = table[table["split"] == "test"]
 
     scores = json.loads(media_file(run_dir, row, keys.TEST_SCORES).read_text())
-    assert scores["columns"] == list(keys.SCORE_COLUMNS)
+    # `loss`: each image's error in the run's own loss, what test/error_histograms show.
+    assert scores["columns"] == [*keys.SCORE_COLUMNS, "loss"]
     logged = {r[0]: r for r in scores["data"]}
     assert len(scores["data"]) == len(logged) == len(test)
     col = {c: i for i, c in enumerate(scores["columns"])}
@@ -87,7 +87,8 @@ def check_test_content(run_dir: Path, recs: list[dict], root: Path) -> dict:
 
     final = summary(recs)
     for category in CATEGORIES:
-        key = f"{keys.TEST_ERROR_HISTOGRAMS}/{category}"
+        assert row[f"{keys.TEST_ERROR_HISTOGRAMS}/{category}._type"] == "plotly-file"
+        key = f"{keys.TEST_SCORE_HISTOGRAMS}/{category}"
         assert row[f"{key}._type"] == "plotly-file"
         fig = json.loads(media_file(run_dir, row, key).read_text())
         names = [t["name"] for t in fig["data"]]
