@@ -6,9 +6,9 @@ Two sources, both MVTec's own links:
 - the whole archive (`--whole-archive`, 4.9 GB): verified against the sha256 anomalib pins; only
   the requested categories are unpacked.
 Categories already present are skipped. Archives go to `<root>/.downloads/` and are deleted once
-unpacked. Unpacking uses tarfile's "data" filter (no paths outside the folder, no
-links out of it, no special files) into a hidden folder, and each category is moved into place
-when complete, so a category folder that exists is complete.
+unpacked. Unpacking uses tarfile's "data" filter (no paths outside the folder, no links out of it,
+no special files) into a hidden folder, and each category is moved into place when complete, so a
+category folder that exists is complete.
 """
 
 from __future__ import annotations

@@ -111,6 +111,7 @@ def _scan_category(root: Path, category: str) -> list[tuple]:
             NoTestImagesWarning,
             stacklevel=3,
         )
+    # (path, category, split, defect, label, mask_path or None)
     return [(str(p), category, s, d, int(d != "good"), m and str(m)) for p, s, d, m in rows]
 
 
