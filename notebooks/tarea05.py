@@ -130,6 +130,7 @@ OVERRIDES = [
     f"data.batch_size={BATCH_SIZE}",
     f"trainer.max_epochs={EPOCHS}",
     f"logger.project={PROJECT}",
+    f"logger.group={GROUP}",
     *(
         [f"data.generate.n_train={N_TRAIN}", f"data.generate.n_test={N_TEST}",
          f"data.generate.image_size={SOURCE_SIZE}"]
@@ -564,7 +565,7 @@ pairs = [
 ]
 show_table(
     pd.DataFrame(pairs, columns=["modelo", "pérdida A", "pérdida B", "AUROC A − B"]),
-    title="Pares de pérdidas con intervalos separados",
+    title="Pares de pérdidas con intervalos separados" + ("" if pairs else ": ninguno"),
 )
 spread = CI.groupby("modelo")["AUROC"].agg(lambda s: s.max() - s.min())
 gap = abs(by_arch[("AUROC", "unet")].mean() - by_arch[("AUROC", "ae")].mean())
