@@ -1,5 +1,5 @@
-"""Analysis of W&B training runs: a source fills three DataFrames, pure functions make the report.
-
-`run.run_analysis` is what `analyze.py` calls: load the runs (W&B API or offline folders), build the
-tables and figures, write `reports/<project>/index.html`, log them to a W&B run (job_type analysis).
+"""Analysis of W&B training runs: `runs` reads them (W&B API or offline folders) into three
+DataFrames, `tables` turns those into tables and a ranking in words (pure functions), and
+`report.run_analysis`, what `analyze.py` calls, writes `reports/<project>/` and logs the analysis
+to a W&B run (job_type analysis).
 """

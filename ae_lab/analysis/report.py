@@ -22,7 +22,7 @@ from plotly.offline import get_plotlyjs
 
 from ae_lab import keys
 from ae_lab.analysis import tables
-from ae_lab.analysis.runs import ANALYSIS_JOB_TYPE, RunData, load_runs, log
+from ae_lab.analysis.runs import ANALYSIS_JOB_TYPE, RunData, load_runs, logger
 from ae_lab.figures import (
     auroc_heatmap,
     defect_histograms,
@@ -262,7 +262,7 @@ def create_wandb_report(analysis: Analysis, data: RunData, entity: str | None) -
     except ImportError:
         return "--report needs `pip install wandb-workspaces` (extra `report`): skipped."
     except Exception as err:  # network or permission: the local report stands
-        log.warning(f"saving the W&B Report failed: {err}")
+        logger.warning(f"saving the W&B Report failed: {err}")
         return f"W&B Report not saved: {err}"
     return report.url
 
@@ -281,7 +281,7 @@ def run_analysis(
     data = load_runs(project, entity=entity, group=group, sweep=sweep, offline_dir=offline_dir)
     analysis = analyse(data)
     for warning in analysis.warnings:
-        log.warning(warning)
+        logger.warning(warning)
     index = write_report(analysis, data, out_dir or Path("reports") / project)
     logged = log_analysis_run(analysis, data, index.parent) if log_to_wandb else None
     report_url = create_wandb_report(analysis, data, entity) if report else None

@@ -31,7 +31,7 @@ from ae_lab import keys
 from ae_lab.callbacks import ensure_wandb_mode
 from ae_lab.errors import AeLabError, flatten
 
-log = logging.getLogger("ae_lab.analysis")
+logger = logging.getLogger("ae_lab.analysis")
 ANALYSIS_JOB_TYPE = "analysis"
 
 
@@ -115,7 +115,7 @@ def _api_run(run: Any, tmp: Path) -> RawRun:
         run.file(name).download(root=str(tmp / run.id), replace=True)
         raw.scores = scores_frame(tmp / run.id / name)
     except Exception as err:  # a missing or malformed file skips this run, not the analysis
-        log.warning(f"run {run.name} ({run.id}): could not read {name}: {err}")
+        logger.warning(f"run {run.name} ({run.id}): could not read {name}: {err}")
     return raw
 
 
@@ -196,7 +196,7 @@ def load_offline_runs(
         parsed = list(pool.map(_offline_run, run_dirs))
     unreadable = [p for p in parsed if isinstance(p, str)]
     for problem in unreadable:
-        log.warning(problem)
+        logger.warning(problem)
     raw = [
         run
         for info, run in (p for p in parsed if not isinstance(p, str))
@@ -247,7 +247,7 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
             reason = f"no `{keys.TEST_SCORES}` table (was the test stage run?)"
         if reason:
             skipped.append(f"skipped run {run.name} ({run.run_id}, {run.where}): {reason}")
-            log.warning(skipped[-1])
+            logger.warning(skipped[-1])
             continue
         cfg, model = run.config, run.config.get("model", {})
         row = dict(run_id=run.run_id, name=cfg.get("run_name") or run.name, state=run.state)

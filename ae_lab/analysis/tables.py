@@ -139,7 +139,7 @@ def unet_sentences(gaps: pd.DataFrame) -> list[str]:
     parts = []
     for (cat, defect), row in summary.head(MAX_LISTED).iterrows():
         ref = others[(others["category"] == cat) & (others["defect"] == defect)]
-        text = f"{cat}/{defect} (U-Net {row['gap']:.2f} std over {row['n']} run(s), AUROC {row['auroc']:.3f}"
+        text = f"{cat}/{defect} (U-Net {row['gap']:.2f} std over {int(row['n'])} run(s), AUROC {row['auroc']:.3f}"
         for model, gap in ref.groupby("model")["gap_std"].max().items():
             text += f"; {model} up to {gap:.2f} std"
         parts.append(text + ")")
