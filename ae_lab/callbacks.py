@@ -64,37 +64,33 @@ def has_wandb_credentials() -> bool:
 
 
 def ensure_wandb_mode() -> str:
-    """The W&B mode to use: an explicit `WANDB_MODE` (online, offline, disabled) is respected;
-    without one, offline (with one line saying so) when there are no credentials or W&B's server
-    does not answer within 3 s, instead of a login prompt or a 90 s hang."""
+    """The W&B mode to use: an explicit `WANDB_MODE` (offline, disabled) is respected; otherwise
+    offline, with one line saying why, when there are no credentials or W&B's server does not
+    answer within 3 s (instead of a login prompt or a 90 s hang); `WANDB_MODE=online` then fails
+    with the fix."""
     mode = os.environ.get("WANDB_MODE")
     if mode and mode != "online":
         return mode
-    if not has_wandb_credentials():
-        if mode == "online":
-            raise AeLabError(
-                "WANDB_MODE=online but no W&B credentials were found: run `wandb login` once, or "
-                "log offline with WANDB_MODE=offline, or run without W&B with logger=none."
-            )
-        os.environ["WANDB_MODE"] = "offline"
-        print(
-            "[ae-lab] No W&B credentials found: logging offline under ./wandb (or "
-            "$WANDB_DIR/wandb). Upload later with `wandb sync --sync-all` after `wandb login`."
-        )
-        return "offline"
     host, port = _wandb_host()
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        if mode == "online":
-            return mode  # asked for explicitly: W&B's own error says what is wrong
-        os.environ["WANDB_MODE"] = "offline"
-        print(
-            f"[ae-lab] W&B credentials found but {host} does not answer ({exc}): logging offline; "
-            "upload later with `wandb sync --sync-all`."
+    if not has_wandb_credentials():
+        why = "no W&B credentials found"
+    else:
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            return "online"
+        except OSError as exc:
+            why = f"W&B credentials found but {host} does not answer ({exc})"
+    if mode == "online":
+        raise AeLabError(
+            f"WANDB_MODE=online but {why}: run `wandb login` once (and check the network), or log "
+            "offline with WANDB_MODE=offline, or run without W&B with logger=none."
         )
-        return "offline"
-    return "online"
+    os.environ["WANDB_MODE"] = "offline"
+    print(
+        f"[ae-lab] {why}: logging offline under ./wandb (or $WANDB_DIR/wandb). Upload later with "
+        "`wandb sync --sync-all` after `wandb login`."
+    )
+    return "offline"
 
 
 class SummaryWandbLogger(WandbLogger):
@@ -112,7 +108,7 @@ class SummaryWandbLogger(WandbLogger):
             super().log_metrics(rest, step)
 
 
-# ---- which images the media show: fixed and seeded, the same every epoch and run ------------------
+# ---- which images the media show: fixed and seeded, the same every epoch and run -------------
 def _ordered(table: pd.DataFrame, by: list[str], seed: int, path: tuple = ()) -> list[int]:
     if not by:
         # Per-group seed from the group's name: adding a class does not change another's picks.
@@ -161,20 +157,12 @@ def tsne_perplexity(n: int) -> float:
 def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
     """z [N, D] -> [N, 2] t-SNE coordinates (PCA init, fixed seed, so reruns give the same map).
 
-    With fewer than 4 points t-SNE is undefined (perplexity must be >= 1 and < N); the first two
-    principal components are returned instead.
+    With fewer than 4 points t-SNE is undefined (perplexity must be >= 1 and < N): all at 0.
     """
     n = len(z)
-    if n == 0:
-        return np.zeros((0, 2))
-    z = np.asarray(z, dtype=np.float64).reshape(n, -1)
     if n < 4:
-        centred = z - z.mean(axis=0, keepdims=True)
-        if not centred.any():
-            return np.zeros((n, 2))
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        coords = centred @ vt[:2].T
-        return np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+        return np.zeros((n, 2))
+    z = np.asarray(z, dtype=np.float64).reshape(n, -1)
     tsne = TSNE(n_components=2, perplexity=tsne_perplexity(n), init="pca", random_state=seed)
     # One thread: sklearn's OpenMP gradient loop spin-waits, and next to a training process (or
     # parallel sweep jobs) more threads made 500 points take 80 s instead of 6 s on 2 busy cores.

@@ -37,7 +37,7 @@ OmegaConf.register_new_resolver("ae_lab.uid", lambda: secrets.token_hex(3), use_
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit (if `cfg.train`) and test (if `cfg.test`) one autoencoder; return final metrics and paths.
+    """Fit (if `cfg.train`) and test (if `cfg.test`) one autoencoder; return metrics and paths.
 
     The returned dict holds every `train/...`, `val/...` and `test/...` metric as a float, plus
     `best_checkpoint`, `last_checkpoint`, `output_dir` and (with W&B) `wandb_dir`, `wandb_url`.
@@ -127,17 +127,15 @@ def check_settings(cfg: DictConfig) -> None:
             "`train=false` evaluates a saved model, so it needs `ckpt_path=PATH/TO/model.ckpt` "
             "(for example the `last.ckpt` in a previous run's checkpoints folder)."
         )
-    if cfg.ckpt_path and Path(cfg.ckpt_path).is_dir():
-        found = sorted(p.name for p in Path(cfg.ckpt_path).glob("*.ckpt"))
-        raise AeLabError(
-            f"ckpt_path={cfg.ckpt_path} is a folder, not a checkpoint file: point it to a .ckpt "
-            f"file in it (there: {', '.join(found) or 'none'}), e.g. ckpt_path={cfg.ckpt_path}/last.ckpt."
-        )
     if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
-        raise AeLabError(
-            f"Checkpoint not found: ckpt_path={cfg.ckpt_path}. Point it to an existing .ckpt file, "
-            "e.g. outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
+        fix = (
+            "is a folder: point it to a checkpoint file in it, e.g. "
+            f"ckpt_path={Path(cfg.ckpt_path) / 'last.ckpt'}."
+            if Path(cfg.ckpt_path).is_dir()
+            else "does not exist. Point it to an existing .ckpt file, e.g. "
+            "outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
         )
+        raise AeLabError(f"Checkpoint not found: ckpt_path={cfg.ckpt_path} {fix}")
     limit = cfg.trainer.get("limit_test_batches", 1.0)
     if cfg.test and not (isinstance(limit, float) and limit == 1.0):
         raise AeLabError(
@@ -148,7 +146,7 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def resolve_output_dir(cfg: DictConfig) -> Path:
-    """`cfg.output_dir`, else the Hydra run folder, else `outputs/<run_name>` (compose API, tests)."""
+    """`cfg.output_dir`, else the Hydra run folder, else `outputs/<run_name>` (compose API)."""
     if cfg.get("output_dir"):
         return Path(cfg.output_dir)
     if HydraConfig.initialized():
@@ -261,7 +259,7 @@ def build_trainer(
 
 
 def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
-    """The resolved config for `log_hyperparams`, nested (`model.name` is `{"model": {"name": ..}}`).
+    """The resolved config for `log_hyperparams`, nested (`{"model": {"name": ..}}`).
 
     In a run started by `wandb agent`, the sweep's values are already in the W&B config and locked:
     a group choice such as `model: unet` would make W&B drop the whole nested `model` section
@@ -328,15 +326,16 @@ def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
     if bad:
         raise AeLabError(
             f"The checkpoint ckpt_path={path} holds NaN/inf weights ({len(bad)} tensors, e.g. "
-            f"{bad[0]}): it was saved after training diverged, so its metrics would be meaningless. "
-            "Use an earlier checkpoint, or train again with a lower `optimizer.lr`."
+            f"{bad[0]}): it was saved after training diverged, so its metrics would be "
+            "meaningless. Use an earlier checkpoint, or train again with a lower `optimizer.lr`."
         )
     done = int(ckpt.get("epoch", -1)) + 1
     if cfg.train and done >= cfg.trainer.max_epochs:
         raise AeLabError(
             f"The checkpoint ckpt_path={path} has already trained {done} epochs and "
-            f"trainer.max_epochs={cfg.trainer.max_epochs}: there is nothing left to resume. Raise "
-            f"trainer.max_epochs (e.g. trainer.max_epochs={done + 10}), or evaluate it with train=false."
+            f"trainer.max_epochs={cfg.trainer.max_epochs}: there is nothing left to resume. "
+            f"Raise trainer.max_epochs (e.g. trainer.max_epochs={done + 10}), or evaluate it "
+            "with train=false."
         )
 
 
