@@ -151,9 +151,11 @@ def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
     try:
         for rec in read_records(next(run_dir.glob("*.wandb"))):
             body = rec.get(rec["type"], {})
-            if rec["type"] in ("run", "config"):
-                info = body if rec["type"] == "run" else info
-                config.update(body.get("config", body).get("update", {}))
+            if rec["type"] == "run":
+                info = body
+                config.update(body.get("config", {}).get("update", {}))
+            elif rec["type"] == "config":
+                config.update(body.get("update", {}))
             elif rec["type"] == "summary":
                 summary.update(flatten(body.get("update", {})))
                 for item in body.get("remove", []):
