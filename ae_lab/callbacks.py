@@ -262,14 +262,11 @@ class WandbMediaCallback(Callback):
         if split == "val" and table.empty:  # data.val_fraction=0
             log.warning("No validation images (data.val_fraction=0): validation media skipped.")
 
-    def _start(self, stage: str) -> None:
-        self._store[stage] = {"z": [], "meta": [], "picked": {}}
-
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start("val")
+        self._store["val"] = {"z": [], "meta": [], "picked": {}}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start("test")
+        self._store["test"] = {"z": [], "meta": [], "picked": {}, "scores": []}
 
     @never_fatal
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
@@ -280,7 +277,7 @@ class WandbMediaCallback(Callback):
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if wandb_run(trainer) is not None:
             _collect(self._store["test"], batch, outputs, self._rows.get("test", []))
-            self._store["test"].setdefault("scores", []).append(outputs["scores"])
+            self._store["test"]["scores"].append(outputs["scores"])
 
     # ---- validation media -----------------------------------------------------------------------
     @never_fatal

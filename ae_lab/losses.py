@@ -121,35 +121,25 @@ class ScoringConfig:
     illumination_invariant: bool = True
 
     def __post_init__(self) -> None:
-        for name, choices in (("map", MAP_KINDS), ("reduction", REDUCTIONS)):
-            if getattr(self, name) not in choices:
-                raise AeLabError(
-                    f"Unknown scoring.{name}={getattr(self, name)!r}: the valid choices are "
-                    f"{', '.join(choices)}. Fix it in conf/scoring/*.yaml or override it, e.g. "
-                    f"scoring.{name}={choices[0]}."
-                )
+        odd = type(self.window_size) is int and self.window_size >= 3 and self.window_size % 2
         problems = {
-            "window_size": (
-                type(self.window_size) is not int
-                or self.window_size < 3
-                or self.window_size % 2 == 0,
-                "the SSIM window must be an odd integer >= 3 (e.g. 7 or 11)",
+            "map": (self.map in MAP_KINDS, f"the valid choices are {', '.join(MAP_KINDS)}"),
+            "reduction": (
+                self.reduction in REDUCTIONS,
+                f"the valid choices are {', '.join(REDUCTIONS)}",
             ),
-            "sigma": (
-                not self.sigma >= 0,
-                "the Gaussian smoothing of the anomaly map needs sigma >= 0 (0 disables it)",
-            ),
+            "window_size": (odd, "the SSIM window must be an odd integer >= 3 (e.g. 7 or 11)"),
+            "sigma": (self.sigma >= 0, "the map's Gaussian smoothing needs sigma >= 0 (0: none)"),
             "topk_percent": (
-                not 0 < self.topk_percent <= 100,
-                "it is the percentage of the highest-scoring pixels averaged by reduction=topk "
-                "and must lie in (0, 100]",
+                0 < self.topk_percent <= 100,
+                "the percentage of the highest pixels that reduction=topk averages, in (0, 100]",
             ),
         }
-        for name, (bad, why) in problems.items():
-            if bad:
+        for name, (ok, why) in problems.items():
+            if not ok:
                 raise AeLabError(
                     f"Invalid scoring.{name}={getattr(self, name)!r}: {why}. Fix it in "
-                    f"conf/scoring/*.yaml or with scoring.{name}=... on the command line."
+                    f"conf/scoring/*.yaml or on the command line (scoring.{name}=...)."
                 )
 
     @classmethod
