@@ -7,11 +7,8 @@ Zhao et al. 2017 and the `val/one_minus_ssim` convention). kornia's own `SSIMLos
 the paper.
 """
 
-import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import kornia
 import torch
@@ -142,19 +139,6 @@ class ScoringConfig:
                     f"conf/scoring/*.yaml or on the command line (scoring.{name}=...)."
                 )
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "ScoringConfig":
-        """Build from a plain dict or DictConfig; unknown keys raise `AeLabError` with the valid ones."""
-        fields = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d or {}) - set(fields))
-        if unknown:
-            raise AeLabError(
-                f"Unknown scoring setting(s) {', '.join('scoring.' + k for k in unknown)}: the "
-                f"valid settings are {', '.join(fields)}. Fix conf/scoring/*.yaml or the "
-                "command-line override."
-            )
-        return cls(**(d or {}))
-
 
 def match_illumination(x: Tensor, recon: Tensor, eps: float = 1e-6) -> Tensor:
     """Map the input x [B,C,H,W] onto recon's brightness and contrast, per image and channel.
@@ -180,11 +164,6 @@ def match_illumination(x: Tensor, recon: Tensor, eps: float = 1e-6) -> Tensor:
 def anomaly_map(x: Tensor, recon: Tensor, cfg: ScoringConfig | None = None) -> Tensor:
     """Per-pixel anomaly map [B,1,H,W] (>= 0, higher = more anomalous); x, recon [B,C,H,W]."""
     cfg = cfg or ScoringConfig()
-    if x.shape != recon.shape or x.ndim != 4:
-        raise ValueError(
-            "anomaly_map needs x and recon of equal shape [B,C,H,W], got "
-            f"{tuple(x.shape)} and {tuple(recon.shape)}"
-        )
     x, recon = x.float(), recon.float()
     if cfg.illumination_invariant:
         x = match_illumination(x, recon)

@@ -90,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Under DDP only rank 0 tests, on one device, as Lightning recommends: each test image is
         # scored once, so the metrics equal a single-process evaluation. Without the process group
         # Lightning's collectives (e.g. around prepare_data) do not wait for the other ranks.
-        if torch.distributed.is_initialized():
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         if cfg.test and trainer.is_global_zero:
             tester = trainer
@@ -173,7 +173,7 @@ def build_module(cfg: DictConfig) -> AutoencoderModule:
         optimizer=optimizer,
         scheduler=scheduler,
         kl_beta=float(cfg.model.get("kl_beta", 0.0)),
-        scoring=ScoringConfig.from_dict(OmegaConf.to_container(cfg.scoring, resolve=True)),
+        scoring=ScoringConfig(**OmegaConf.to_container(cfg.scoring, resolve=True)),
     )
     # Stored in every checkpoint (Lightning's `hyper_parameters`), so a checkpoint can say which
     # model and data settings it was trained with; `logger=False`: the run logs its config itself.
