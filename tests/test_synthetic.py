@@ -118,10 +118,9 @@ def test_masks_cover_exactly_what_the_defect_changed() -> None:
             assert mask.mean() < 0.5, (cat, defect)
 
 
-def test_unknown_names_get_a_stable_procedural_design() -> None:
-    a, b, other = design_for("widget"), design_for("widget"), design_for("gizmo_42")
-    assert a.defects == b.defects and set(a.defects) <= set(GENERIC_DEFECTS)
-    assert 2 <= len(other.defects) <= 4 and not a.grayscale
+def test_unknown_names_get_the_procedural_plate() -> None:
+    widget = design_for("widget")
+    assert widget.defects == GENERIC_DEFECTS and not widget.grayscale
 
 
 def test_same_seed_gives_identical_bytes(root: Path, tmp_path: Path) -> None:

@@ -8,10 +8,10 @@
 
 Looks: `cable` (three coloured wires in a round sheath), `capsule` (two-tone pill with a '500'
 imprint), `screw` (grayscale, saved as 'L' like MVTec's screw) and `transistor` (black TO-220 on a
-board) are hand-made; any other name gets a procedural object fixed by the name's CRC32. Each
-category has 2-4 defect types with MVTec names (see `objects.design_for`). A test set is about
-1/3 good, the rest spread evenly over the defect types. Masks are exactly the pixels the defect
-changed by more than `MASK_THRESHOLD`, found by diffing against the clean render.
+board) are hand-made, each with 4 defect types with MVTec names (see `objects.design_for`); any
+other name gets a plain plate coloured by the name's CRC32, with crack/hole/scratch defects. A test
+set is about 1/3 good, the rest spread evenly over the defect types. Masks are exactly the pixels
+the defect changed by more than `MASK_THRESHOLD`, found by diffing against the clean render.
 
 Natural variation on every image: shift up to 4 px (at 256 px), rotation up to 3 degrees, scale
 +-2%, part colour jitter, per-channel gain +-3%, brightness +-5%, Gaussian sensor noise
@@ -48,7 +48,7 @@ from ae_lab.errors import AeLabError
 
 MARKER = "synthetic.json"
 OWNER = ".synthetic"  # in each category folder
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: plain procedural plate, simpler capsule '0' glyph
 # Nuisances: what real inspection images have that is NOT a defect; a detector must not flag them.
 NUISANCE_KINDS = {
     "illumination": "test only (good and defective): global brightness x0.72-0.82 or x1.18-1.30 "

@@ -10,10 +10,7 @@ import time
 from ae_lab.data.synthetic import DEFAULT_CATEGORIES, generate, is_complete, read_marker
 from ae_lab.errors import AeLabError
 
-CATEGORIES_HELP = (
-    "category names; cable, capsule, screw and transistor have hand-made looks, any other name "
-    "gets a procedural object derived from the name"
-)
+CATEGORIES_HELP = "the four default classes are hand-made; any other name gets a plain plate"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,12 +26,6 @@ def circle(cx: float, cy: float, r: float) -> Sdf:
     return shape(lambda u, v: np.hypot(u - cx, v - cy) - r, (cx - r, cy - r, cx + r, cy + r))
 
 
-def ellipse(cx: float, cy: float, a: float, b: float) -> Sdf:
-    # Not an exact distance, but close enough near the boundary for 1-px antialiasing.
-    fn = lambda u, v: (np.hypot((u - cx) / a, (v - cy) / b) - 1.0) * min(a, b)  # noqa: E731
-    return shape(fn, (cx - a, cy - b, cx + a, cy + b))
-
-
 def box(cx: float, cy: float, hw: float, hh: float, r: float = 0.0) -> Sdf:
     """Axis-aligned box of half sizes (hw, hh) with corner radius r."""
 
@@ -77,49 +71,10 @@ def subtract(a: Sdf, b: Sdf) -> Sdf:
     return shape(lambda u, v: np.maximum(a(u, v), -b(u, v)), a.bbox)
 
 
-def translated(s: Sdf, dx: float, dy: float) -> Sdf:
-    b = s.bbox
-    return shape(lambda u, v: s(u - dx, v - dy), (b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy))
-
-
-def rotated(s: Sdf, cx: float, cy: float, angle: float) -> Sdf:
-    """`s` rotated by `angle` radians around (cx, cy)."""
-    c, si = np.cos(angle), np.sin(angle)
-    fn = lambda u, v: s(cx + c * (u - cx) + si * (v - cy), cy - si * (u - cx) + c * (v - cy))  # noqa: E731
-    b = s.bbox
-    corners = np.array([(b[0], b[1]), (b[2], b[1]), (b[0], b[3]), (b[2], b[3])]) - (cx, cy)
-    pts = corners @ np.array([[c, si], [-si, c]]) + (cx, cy)
-    return shape(fn, (*pts.min(0), *pts.max(0)))
-
-
-def sample_inside(rng: np.random.Generator, region: Sdf, margin: float, tries: int = 200):
-    """A random point (u, v) at least `margin` inside `region` (searched in its bounding box)."""
-    b = region.bbox
-    pts = rng.uniform((b[0], b[1]), (b[2], b[3]), size=(tries, 2))
-    d = region(pts[:, 0], pts[:, 1])
-    ok = np.flatnonzero(d < -margin)
-    i = ok[0] if ok.size else int(np.argmin(d))
-    return float(pts[i, 0]), float(pts[i, 1])
-
-
 @cache
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     t = (np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0
-    x, y = np.meshgrid(t, t)
-    x.flags.writeable = y.flags.writeable = False
-    return x, y
-
-
-@cache
-def _falloff(size: int, strength: float) -> np.ndarray:
-    x, y = _grid(size)
-    return (1 - strength * (x**2 + y**2))[..., None]
-
-
-def _affine(shift, angle: float, scale: float) -> np.ndarray:
-    """3x3 matrix mapping a frame's (u, v, 1) to the parent frame."""
-    c, s = scale * np.cos(angle), scale * np.sin(angle)
-    return np.array([[c, -s, shift[0]], [s, c, shift[1]], [0, 0, 1]])
+    return np.meshgrid(t, t)
 
 
 class Canvas:
@@ -138,15 +93,17 @@ class Canvas:
         self.move(shift, angle, scale)
 
     def move(self, shift: tuple[float, float], angle: float, scale: float = 1.0) -> None:
-        """Move the object frame (by the pose, then e.g. for a misplaced part)."""
-        self.to_image = self.to_image @ _affine(shift, angle, scale)
+        """Move the object frame (by the pose, then e.g. for a misplaced part or a rotated cut)."""
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        self.to_image = self.to_image @ np.array([[c, -s, shift[0]], [s, c, shift[1]], [0, 0, 1]])
         m = np.linalg.inv(self.to_image).astype(np.float32)
         self.u = m[0, 0] * self.x + m[0, 1] * self.y + m[0, 2]
         self.v = m[1, 0] * self.x + m[1, 1] * self.y + m[1, 2]
 
     def background(self, color, strength: float = 0.12) -> None:
         """Fill with `color`, darker towards the corners like a real lens (`strength` at r=1)."""
-        np.multiply(np.asarray(color, np.float32), _falloff(self.size, strength), out=self.img)
+        falloff = 1 - np.float32(strength) * (self.x**2 + self.y**2)
+        self.img[:] = np.asarray(color, np.float32) * falloff[..., None]
 
     def fill(self, sdf: Sdf, color, opacity: float = 1.0) -> None:
         """Blend `color` over the inside of `sdf` with a 1-px antialiased edge. `color` is an RGB
@@ -162,8 +119,7 @@ class Canvas:
         win = slice(lo[1], hi[1]), slice(lo[0], hi[0])
         u, v = self.u[win], self.v[win]
         alpha = np.clip(0.5 - sdf(u, v) / self.px, 0.0, 1.0).astype(np.float32)
-        if opacity != 1.0:
-            alpha *= np.float32(opacity)
+        alpha *= np.float32(opacity)
         img = self.img[win]
         col = color(u, v, img) if callable(color) else np.asarray(color, np.float32)
         img += alpha[..., None] * (col - img)

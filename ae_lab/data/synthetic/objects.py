@@ -1,5 +1,5 @@
 """What each category looks like: hand-made looks for the default categories (loosely after MVTec
-AD), procedural objects for any other name, the defect painters they share, and the registry.
+AD), one plain procedural object for any other name, the defect painter they share, the registry.
 
 Each painter `draw(c, rng, defect, drng)` paints one image on canvas `c`: `rng` draws the per-image
 look (it is re-seeded identically for the clean and the defective render), `drng` draws the
@@ -18,15 +18,11 @@ from ae_lab.data.synthetic.draw import (
     Sdf,
     box,
     circle,
-    ellipse,
     intersect,
     polyline,
-    rotated,
-    sample_inside,
     segment,
     shape,
     subtract,
-    translated,
     union,
 )
 
@@ -43,15 +39,7 @@ class Design:
     draw: Callable[..., None]
 
 
-GENERIC_DEFECTS = ("color", "contamination", "crack", "hole", "scratch")
-_TINTS = ((0.85, 0.2, 0.15), (0.2, 0.65, 0.25), (0.2, 0.3, 0.85), (0.9, 0.8, 0.1))
-_DIRT = ((0.35, 0.22, 0.1), (0.93, 0.91, 0.86), (0.05, 0.05, 0.05))
-
-
-def _blob(rng, px: float, py: float, n: int, spread: float, r_lo: float, r_hi: float) -> Sdf:
-    """An irregular blob: n circles scattered around (px, py)."""
-    offsets, radii = rng.uniform(-spread, spread, (n, 2)), rng.uniform(r_lo, r_hi, n)
-    return union(*(circle(px + o[0], py + o[1], r) for o, r in zip(offsets, radii, strict=True)))
+GENERIC_DEFECTS = ("crack", "hole", "scratch")
 
 
 def _scratch_color(u, v, img: np.ndarray) -> np.ndarray:
@@ -66,11 +54,15 @@ def _crack_color(u, v, img: np.ndarray) -> np.ndarray:
     return np.where(dark, img * 0.3 + 0.45, np.float32(0.07))
 
 
-def paint_defect(c: Canvas, kind: str, rng: np.random.Generator, region: Sdf, size: float = 1.0):
-    """Paint defect `kind` (one of GENERIC_DEFECTS) somewhere inside `region`; `size` scales it."""
-    px, py = sample_inside(rng, region, margin=0.03 * size)
+def paint_defect(c: Canvas, kind: str, rng: np.random.Generator, region: Sdf) -> None:
+    """Paint defect `kind` (one of GENERIC_DEFECTS) somewhere inside `region`."""
+    b = region.bbox  # at a random point at least 0.03 inside `region`, else the deepest one
+    pts = rng.uniform(b[:2], b[2:], size=(200, 2))
+    d = region(pts[:, 0], pts[:, 1])
+    ok = np.flatnonzero(d < -0.03)
+    px, py = pts[ok[0] if ok.size else np.argmin(d)]
     if kind == "scratch":
-        a, half = rng.uniform(0, np.pi), rng.uniform(0.1, 0.22) * size
+        a, half = rng.uniform(0, np.pi), rng.uniform(0.1, 0.22)
         dx, dy = half * np.cos(a), half * np.sin(a)
         width = max(rng.uniform(0.009, 0.014), 0.6 * c.px)  # ~2.5-3.5 px at 256 px
         line = segment(px - dx, py - dy, px + dx, py + dy, width)
@@ -79,23 +71,15 @@ def paint_defect(c: Canvas, kind: str, rng: np.random.Generator, region: Sdf, si
         pts, a = [(px, py)], rng.uniform(0, 2 * np.pi)
         for _ in range(int(rng.integers(5, 9))):
             a += rng.uniform(-0.7, 0.7)
-            step = rng.uniform(0.04, 0.07) * size
+            step = rng.uniform(0.04, 0.07)
             pts.append((pts[-1][0] + step * np.cos(a), pts[-1][1] + step * np.sin(a)))
         width = max(rng.uniform(0.008, 0.012), 0.6 * c.px)  # ~2-3 px at 256 px
         c.fill(intersect(polyline(pts, width), region), _crack_color, 0.9)
     elif kind == "hole":
-        r = rng.uniform(0.045, 0.075) * size
+        r = rng.uniform(0.045, 0.075)
         ox, oy = rng.uniform(-0.5, 0.5, 2) * r
-        shape = union(circle(px, py, r), circle(px + ox, py + oy, r * 0.7))
-        c.fill(intersect(shape, region), (0.04, 0.04, 0.04))
-    elif kind == "color":
-        tint = np.asarray(_TINTS[int(rng.integers(len(_TINTS)))], np.float32)
-        blob = _blob(rng, px, py, 3, 0.06, 0.05 * size, 0.1 * size)
-        c.fill(intersect(blob, region), lambda u, v, img: img * 0.4 + tint * 0.6)
-    elif kind == "contamination":
-        dirt = _DIRT[int(rng.integers(len(_DIRT)))]
-        blob = _blob(rng, px, py, 5, 0.07, 0.02 * size, 0.05 * size)
-        c.fill(intersect(blob, region), dirt, rng.uniform(0.85, 1.0))
+        hole = union(circle(px, py, r), circle(px + ox, py + oy, r * 0.7))
+        c.fill(intersect(hole, region), (0.04, 0.04, 0.04))
 
 
 def draw_cable(c: Canvas, rng, defect: str | None, drng) -> None:
@@ -126,15 +110,18 @@ def draw_cable(c: Canvas, rng, defect: str | None, drng) -> None:
             c.fill(circle(cx, cy, 0.17), (0.09, 0.07, 0.06))
     if defect == "cut_outer_insulation":
         a, depth = drng.uniform(0, 2 * np.pi), drng.uniform(0.08, 0.13)
-        notch = rotated(box(R, 0, depth, drng.uniform(0.04, 0.08)), 0, 0, a)
+        c.move((0, 0), a)  # the notch is cut at angle a
+        notch = box(R, 0, depth, drng.uniform(0.04, 0.08))
         c.fill(intersect(notch, circle(0, 0, R)), (0.22, 0.21, 0.2))
     elif defect == "poke_insulation":
         paint_defect(c, "hole", drng, rings[k])
 
 
-def _glyph(ch: str, x: float, y: float, w: float, h: float, r: float):
+def _glyph(ch: str, x: float, y: float) -> Sdf:
+    """A printed "0" or "5" centred at (x, y)."""
+    w, h, r = 0.04, 0.075, 0.012  # half width, half height, half stroke
     if ch == "0":
-        return subtract(ellipse(x, y, w + r, h + r), ellipse(x, y, w - r, h - r))
+        return subtract(box(x, y, w + r, h + r, w + r), box(x, y, w - r, h - r, w - r))
     pts = [(x + w, y - h), (x - w, y - h), (x - w, y), (x + w, y), (x + w, y + h), (x - w, y + h)]
     return polyline(pts, r)  # a "5"
 
@@ -160,14 +147,14 @@ def draw_capsule(c: Canvas, rng, defect: str | None, drng) -> None:
 
     c.fill(outline, shell)
     c.fill(intersect(segment(0, -r, 0, r, c.px * 0.6), body), (0.05, 0.05, 0.05), 0.6)
-    glyphs = [_glyph(ch, -0.4 + 0.12 * i, 0.0, 0.04, 0.075, 0.012) for i, ch in enumerate("500")]
+    glyphs = [_glyph(ch, -0.4 + 0.12 * i, 0.0) for i, ch in enumerate("500")]
     if defect == "faulty_imprint":
         j = int(drng.integers(3))
         if drng.random() < 0.5:
             glyphs.pop(j)  # glyph not printed
         else:  # smeared: a shifted ghost of one glyph
             dx, dy = drng.uniform(0.025, 0.045) * drng.choice([-1, 1], 2)
-            glyphs.append(translated(glyphs[j], dx, dy))
+            glyphs.append(_glyph("500"[j], -0.4 + 0.12 * j + dx, dy))
     for g in glyphs:
         c.fill(g, (0.93, 0.92, 0.9), 0.9)
     if defect in ("crack", "scratch"):
@@ -260,49 +247,18 @@ def draw_transistor(c: Canvas, rng, defect: str | None, drng) -> None:
 
 
 def _generic_design(name: str) -> Design:
-    """A procedural object fixed by the category name (not by the seed)."""
-    r = np.random.default_rng(zlib.crc32(name.encode()))
-    background = r.uniform(0.05, 0.9) * r.uniform(0.85, 1.0, 3)
-    body_color = r.uniform(0.1, 0.95, 3)
-    # Keep the object distinguishable from the background in luminance.
-    if abs(body_color.mean() - background.mean()) < 0.3:
-        body_color = np.clip(1.0 - background + r.uniform(-0.1, 0.1, 3), 0.05, 0.95)
-    n_defects = int(r.integers(2, 5))
-    kind = str(r.choice(["disk", "box", "capsule", "ring"]))
-    a, b = float(r.uniform(0.5, 0.75)), float(r.uniform(0.35, 0.7))
-    accent = r.uniform(0.05, 0.95, 3)
-    pattern = str(r.choice(["stripes", "dots", "ring", "cross"]))
-    defects = tuple(sorted(r.choice(GENERIC_DEFECTS, n_defects, replace=False).tolist()))
-    if kind == "disk":
-        outline = ellipse(0, 0, a, b)
-    elif kind == "box":
-        outline = box(0, 0, a, b, r=0.08)
-    elif kind == "capsule":
-        outline = segment(-a + b / 2, 0, a - b / 2, 0, b / 2)
-    else:
-        outline = subtract(circle(0, 0, a), circle(0, 0, a * 0.45))
-    if pattern == "stripes":
-        marks = union(*(box(x, 0, 0.025, b, 0) for x in np.linspace(-a * 0.6, a * 0.6, 4)))
-    elif pattern == "dots":
-        marks = union(*(circle(x, y, 0.05) for x in (-a / 3, a / 3) for y in (-b / 3, b / 3)))
-    elif pattern == "ring":
-        ring_r = min(a, b) * 0.55
-        marks = subtract(circle(0, 0, ring_r + 0.025), circle(0, 0, ring_r - 0.025))
-    else:
-        marks = union(box(0, 0, a * 0.5, 0.025), box(0, 0, 0.025, b * 0.5))
+    """Any other name: a rounded plate on a dark ground, its colour fixed by the name (not the
+    seed), with the shared defects."""
+    body = np.random.default_rng(zlib.crc32(name.encode())).uniform(0.45, 0.95, 3).astype(F32)
+    plate = box(0, 0, 0.6, 0.45, r=0.08)
 
     def draw(c: Canvas, rng, defect: str | None, drng) -> None:
-        c.background(background, 0.15)
-        body = np.asarray(body_color, F32) * rng.uniform(0.97, 1.03, 3).astype(F32)
-        c.fill(
-            outline,
-            lambda u, v, img: np.clip(body * (1.05 - 0.15 * (u**2 + v**2))[..., None], 0, 1),
-        )
-        c.fill(intersect(marks, outline), accent, 0.9)
+        c.background((0.12, 0.12, 0.14), 0.15)
+        c.fill(plate, lambda u, v, img: body * (1.05 - 0.15 * (u**2 + v**2))[..., None])
         if defect is not None:
-            paint_defect(c, defect, drng, outline)
+            paint_defect(c, defect, drng, plate)
 
-    return Design(name, defects, False, draw)
+    return Design(name, GENERIC_DEFECTS, False, draw)
 
 
 _HANDMADE = {
