@@ -23,9 +23,9 @@ EXPECTED = {
     "evaluation": ["one training epoch", "test 12 images: maps", "test 12 images with all W&B"],
     "losses": ["loss L1", "loss L2", "loss SSIM 11x11", "loss SSIM 11x11 + L1", "map l2, no"],
     "knobs": ["project default", "channels-last", "bf16 autocast", "torch threads 1"],
-    "grid": ["--jobs 1", "--jobs 2"],
-    "memory": ["python + torch", "training", "evaluation of the whole test set"],
 }
+# Not here, for time (each trains several processes, ~1 min at --quick on 2 cores): bench/grid.py
+# (the grid itself is tested in test_sweeps.py) and bench/memory.py; `make bench` runs them.
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
