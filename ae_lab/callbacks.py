@@ -6,7 +6,6 @@ import logging
 import netrc
 import os
 import socket
-import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
@@ -48,21 +47,6 @@ EPOCH_AXIS_KEYS = (
 
 
 # ---- online or offline, never a login prompt -----------------------------------------------------
-def _wandb_host() -> tuple[str, int]:
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    return url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
-
-
-def has_wandb_credentials() -> bool:
-    """True when an API key is in `WANDB_API_KEY` or in the netrc file that `wandb login` writes."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(_wandb_host()[0]) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
 def ensure_wandb_mode() -> str:
     """The W&B mode to use: an explicit `WANDB_MODE` (offline, disabled) is respected; otherwise
     offline, with one line saying why, when there are no credentials or W&B's server does not
@@ -71,8 +55,14 @@ def ensure_wandb_mode() -> str:
     mode = os.environ.get("WANDB_MODE")
     if mode and mode != "online":
         return mode
-    host, port = _wandb_host()
-    if not has_wandb_credentials():
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
+    try:  # an API key in the environment or in the netrc file that `wandb login` writes
+        netrc_file = netrc.netrc(os.environ.get("NETRC"))
+        has_key = bool(os.environ.get("WANDB_API_KEY") or netrc_file.authenticators(host))
+    except (OSError, netrc.NetrcParseError):
+        has_key = bool(os.environ.get("WANDB_API_KEY"))
+    if not has_key:
         why = "no W&B credentials found"
     else:
         try:
@@ -109,31 +99,19 @@ class SummaryWandbLogger(WandbLogger):
 
 
 # ---- which images the media show: fixed and seeded, the same every epoch and run -------------
-def _ordered(table: pd.DataFrame, by: list[str], seed: int, path: tuple = ()) -> list[int]:
-    if not by:
-        # Per-group seed from the group's name: adding a class does not change another's picks.
-        group_seed = (seed * 1_000_003 + zlib.crc32("/".join(map(str, path)).encode())) % 2**32
-        return list(table.index[np.random.default_rng(group_seed).permutation(len(table))])
-    queues = [_ordered(rows, by[1:], seed, (*path, key)) for key, rows in table.groupby(by[0])]
-    longest = max((len(q) for q in queues), default=0)
-    return [q[i] for i in range(longest) for q in queues if i < len(q)]
-
-
 def round_robin(table: pd.DataFrame, n: int, by: list[str], seed: int = 0) -> list[int]:
     """Up to `n` row labels of `table`, visiting the groups of `by[0]` in turn, and within each
     group the subgroups of `by[1]` in turn, and so on (e.g. class, then defect type).
 
-    Rows inside a group are in a seeded random order; groups are visited in sorted order, so the
-    result depends only on the table's content and `seed`.
+    Rows are in a seeded random order inside their group; groups are visited in sorted order, so
+    the result depends only on the table's content and `seed`.
     """
-    if n <= 0 or table.empty:
-        return []
-    return _ordered(table, list(by), seed)[:n]
-
-
-def select_val(table: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
-    """`n` validation rows covering every class round-robin, in display order."""
-    return round_robin(table, n, ["category"], seed)
+    rows = table.sample(frac=1, random_state=seed)
+    # Innermost level first: a row's rank in its group's queue interleaves it with its siblings.
+    for depth in range(len(by), 0, -1):
+        rows = rows.assign(_rank=rows.groupby(by[:depth]).cumcount())
+        rows = rows.sort_values([*by[: depth - 1], "_rank", by[depth - 1]], kind="stable")
+    return list(rows.index[:n])
 
 
 def select_test(table: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
@@ -149,11 +127,6 @@ def select_test(table: pd.DataFrame, n: int, seed: int = 0) -> list[int]:
 
 
 # ---- t-SNE of the latent codes ---------------------------------------------------------------
-def tsne_perplexity(n: int) -> float:
-    """30 for large sets; for small ones (N-1)/3 so each point still has ~3x perplexity neighbours."""
-    return float(min(30.0, (n - 1) / 3.0))
-
-
 def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
     """z [N, D] -> [N, 2] t-SNE coordinates (PCA init, fixed seed, so reruns give the same map).
 
@@ -163,7 +136,9 @@ def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
     if n < 4:
         return np.zeros((n, 2))
     z = np.asarray(z, dtype=np.float64).reshape(n, -1)
-    tsne = TSNE(n_components=2, perplexity=tsne_perplexity(n), init="pca", random_state=seed)
+    # Perplexity 30, or (N-1)/3 for small sets so that each point still has ~3x that many neighbours.
+    perplexity = min(30.0, (n - 1) / 3.0)
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     # One thread: sklearn's OpenMP gradient loop spin-waits, and next to a training process (or
     # parallel sweep jobs) more threads made 500 points take 80 s instead of 6 s on 2 busy cores.
     with threadpool_limits(limits=1):
@@ -257,8 +232,10 @@ class WandbMediaCallback(Callback):
             run.define_metric(key, step_metric=keys.EPOCH)
         split = "test" if stage == "test" else "val"
         table = trainer.datamodule.table(split)
-        select = select_test if split == "test" else select_val
-        self._rows[split] = select(table, self.n_images, self.seed)
+        if split == "test":
+            self._rows[split] = select_test(table, self.n_images, self.seed)
+        else:  # every class round-robin
+            self._rows[split] = round_robin(table, self.n_images, ["category"], self.seed)
         if split == "val" and table.empty:  # data.val_fraction=0
             log.warning("No validation images (data.val_fraction=0): validation media skipped.")
 

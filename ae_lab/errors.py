@@ -3,21 +3,12 @@
 
 from typing import Any
 
-from hydra.errors import InstantiationException
-
 
 class AeLabError(Exception):
     """An error caused by the user's input (paths, configs, data), not by a bug.
 
     Entrypoints catch it and print its message without a traceback.
     """
-
-
-def user_error(err: BaseException) -> AeLabError | None:
-    """The `AeLabError` behind `err`: itself, or the one a Hydra-instantiated constructor raised."""
-    if isinstance(err, InstantiationException):
-        err = err.__cause__
-    return err if isinstance(err, AeLabError) else None
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -26,32 +26,16 @@ TEST_SCORE_HISTOGRAMS = "test/score_histograms"  # per class: the smoothed anoma
 TEST_SCORE_HISTOGRAM_IMAGES = "test/score_histogram_images"
 
 # Test summary metrics. `test/image_auroc` is the mean of the per-class image AUROCs (MVTec's
-# convention, what papers report); the AUROC of all classes' scores pooled has its own key.
+# convention, what papers report); the AUROC of all classes' scores pooled has its own key. The
+# keys only ae_lab/metrics.py writes (`test/image_auroc_pooled`, `test/f1_*`,
+# `test/pixel_auroc/<class>`, `test/aupro/<class>`) are spelled out there.
 TEST_IMAGE_AUROC = "test/image_auroc"
-TEST_IMAGE_AUROC_POOLED = "test/image_auroc_pooled"
-TEST_F1_MAX = "test/f1_max"
-TEST_F1_THRESHOLD = "test/f1_threshold"
-TEST_F1_PRECISION = "test/f1_precision"
-TEST_F1_RECALL = "test/f1_recall"
 
 
 def image_auroc_key(category: str | None = None, defect: str | None = None) -> str:
     """`test/image_auroc`, `test/image_auroc/<class>` or `test/image_auroc/<class>/<defect>`."""
     parts = [TEST_IMAGE_AUROC, category, defect]
     return "/".join(p for p in parts if p)
-
-
-def f1_max_key(category: str | None = None) -> str:
-    """`test/f1_max` or `test/f1_max/<class>` (F1 at the best threshold)."""
-    return f"{TEST_F1_MAX}/{category}" if category else TEST_F1_MAX
-
-
-def pixel_auroc_key(category: str) -> str:
-    return f"test/pixel_auroc/{category}"
-
-
-def aupro_key(category: str) -> str:
-    return f"test/aupro/{category}"
 
 
 # Columns of the per-image score table (`test/scores`), shared with the analysis.

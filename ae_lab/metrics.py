@@ -28,10 +28,6 @@ def _skip(key: str, why: str) -> None:
     warnings.warn(f"Skipped {key}: {why}.", stacklevel=3)
 
 
-def _numpy(a: Tensor | np.ndarray | Sequence) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)
-
-
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Exact ROC AUC of `scores` ranking label 1 above label 0; NaN where undefined (one label
     only, non-finite scores). Image and pixel level alike (torchmetrics sorts in torch: ~2x
@@ -95,49 +91,39 @@ def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float, float,
     return float(f1[i]), float(thresholds[i]), float(precision[i]), float(recall[i])
 
 
-def _put_f1(
-    out: dict[str, float], labels: np.ndarray, scores: np.ndarray, category: str | None
-) -> None:
-    key = keys.f1_max_key(category)
-    what = f"class {category!r}" if category else "the test set"
-    if len(np.unique(labels)) < 2 or not np.isfinite(scores).all():
-        _skip(key, f"{what} needs good and defective images with finite scores")
-        return
-    f1, threshold, precision, recall = f1_max(labels, scores)
-    out[key] = f1
-    if category is None:
-        out[keys.TEST_F1_THRESHOLD] = threshold
-        out[keys.TEST_F1_PRECISION] = precision
-        out[keys.TEST_F1_RECALL] = recall
-
-
 def image_metrics(df: pd.DataFrame) -> dict[str, float]:
-    """Image AUROC (mean of the classes, pooled, per class, per class and defect vs that class's good), F1-max.
+    """Image AUROC (mean of the classes, pooled, per class, per class and defect vs that class's
+    good), F1-max (of the test set, with its threshold, precision and recall, and per class).
 
     df: one row per test image with columns `category`, `defect`, `label` (0/1), `score`.
     """
-    missing = {"category", "defect", "label", "score"} - set(df.columns)
-    if missing:
-        raise ValueError(f"image_metrics needs columns {sorted(missing)} in the scores table")
     out: dict[str, float] = {}
-    labels, values = df["label"].to_numpy(int), df["score"].to_numpy(float)
-    pooled, why = _auroc(labels, values, "the test set")
+    pooled, why = _auroc(df["label"].to_numpy(int), df["score"].to_numpy(float), "the test set")
     if why:
-        _skip(keys.TEST_IMAGE_AUROC_POOLED, why)
+        _skip("test/image_auroc_pooled", why)
     else:
-        out[keys.TEST_IMAGE_AUROC_POOLED] = pooled
-    _put_f1(out, labels, values, None)
+        out["test/image_auroc_pooled"] = pooled
     table = defect_aurocs(df, warn=True).dropna(subset=["auroc"])
     for row in table.itertuples():
         defect = None if row.defect == ALL else row.defect
         out[keys.image_auroc_key(row.category, defect)] = float(row.auroc)
-    for category, cat_df in df.groupby("category", sort=True):
-        _put_f1(out, cat_df["label"].to_numpy(int), cat_df["score"].to_numpy(float), category)
     per_class = table.loc[table["defect"] == ALL, "auroc"]
     if len(per_class):
         # The mean over classes, not the pooled AUROC: classes whose scores live on different
         # scales would otherwise be ranked against each other (MVTec's convention).
         out[keys.TEST_IMAGE_AUROC] = float(np.mean(per_class))
+    for category, part in [(None, df), *df.groupby("category", sort=True)]:
+        key = f"test/f1_max/{category}" if category else "test/f1_max"
+        labels, values = part["label"].to_numpy(int), part["score"].to_numpy(float)
+        if len(np.unique(labels)) < 2 or not np.isfinite(values).all():
+            what = f"class {category!r}" if category else "the test set"
+            _skip(key, f"{what} needs good and defective images with finite scores")
+            continue
+        f1, threshold, precision, recall = f1_max(labels, values)
+        out[key] = f1
+        if category is None:
+            out |= {"test/f1_threshold": threshold, "test/f1_precision": precision}
+            out["test/f1_recall"] = recall
     return out
 
 
@@ -207,10 +193,10 @@ def pixel_metrics(
     labels [N] (0/1), when given, drop defective images without a mask (their pixels are unknown);
     without labels every image lacking a mask counts as good (all pixels negative).
     """
-    scores = _numpy(maps)[:, 0].astype(np.float32, copy=False)
-    gt = _numpy(masks)[:, 0].astype(bool, copy=False)
-    cats, with_mask = np.asarray(categories), _numpy(has_mask).astype(bool)
-    good = ~with_mask if labels is None else ~with_mask & (_numpy(labels) == 0)
+    scores = np.asarray(maps)[:, 0].astype(np.float32, copy=False)  # CPU tensors or arrays
+    gt = np.asarray(masks)[:, 0].astype(bool, copy=False)
+    cats, with_mask = np.asarray(categories), np.asarray(has_mask).astype(bool)
+    good = ~with_mask if labels is None else ~with_mask & (np.asarray(labels) == 0)
     out: dict[str, float] = {}
     for category in sorted(set(cats.tolist())):
         keep = (cats == category) & (with_mask | good)
@@ -224,31 +210,10 @@ def pixel_metrics(
             if not np.isfinite(s).all()
             else ""
         )
-        auroc_key, aupro_key = keys.pixel_auroc_key(category), keys.aupro_key(category)
+        auroc_key, aupro_key = f"test/pixel_auroc/{category}", f"test/aupro/{category}"
         if why:
             _skip(f"{auroc_key} and {aupro_key}", f"class {category!r} {why}")
         else:
             out[auroc_key] = auroc(m.ravel(), s.ravel())
             out[aupro_key] = aupro(s, m, fpr_limit, num_thresholds)
     return out
-
-
-def bootstrap_auroc(
-    labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """(AUROC, low, high): the percentile bootstrap interval over test images, resampled within
-    each label so every replicate has both classes. With 30 good and 60 defective images the
-    interval is about +-0.07 wide, so two AUROCs 0.03 apart are within noise."""
-    labels, scores = np.asarray(labels, int), np.asarray(scores, float)
-    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    if good.size == 0 or bad.size == 0:
-        raise ValueError("bootstrap_auroc needs good and defective images")
-    rng = np.random.default_rng(seed)
-    y = np.r_[np.zeros(good.size), np.ones(bad.size)]
-    reps = [
-        auroc(y, scores[np.r_[rng.choice(good, good.size), rng.choice(bad, bad.size)]])
-        for _ in range(n_boot)
-    ]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(reps, [tail, 100 - tail])
-    return float(auroc(labels, scores)), float(low), float(high)

@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.errors import AeLabError, flatten, user_error
+from ae_lab.errors import AeLabError, flatten
 from ae_lab.losses import ScoringConfig
 from ae_lab.module import AutoencoderModule, non_finite_tensors, wants_total_steps
 
@@ -93,9 +93,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         if cfg.test and trainer.is_global_zero:
-            tester = trainer
-            if trainer.world_size > 1:
-                tester = build_trainer(cfg, logger, callbacks, out_dir, single_device=True)
+            one = trainer.world_size > 1
+            tester = build_trainer(cfg, logger, callbacks, out_dir, one) if one else trainer
             ckpt = (best or "last") if cfg.train else cfg.ckpt_path
             (tested,) = tester.test(module, datamodule=datamodule, ckpt_path=ckpt)
             result |= finite_floats(tested)
@@ -277,8 +276,7 @@ def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
 
 
 def finite_floats(metrics: dict[str, Any]) -> dict[str, float]:
-    values = {k: float(v) for k, v in metrics.items()}
-    return {k: v for k, v in values.items() if math.isfinite(v)}
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(v)}
 
 
 # ---- checkpoints given as ckpt_path, and the command that resumes an interrupted run -----------
@@ -308,18 +306,11 @@ def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
             f"model.latent_dim={model.get('latent_dim')}",
             f"data.image_size={data.get('image_size')}",
         ]
-        if model.get("name") == cfg.model.name:  # same model, other sizes
-            now = flatten(OmegaConf.to_container(cfg.model.net, resolve=True), "model.net")
-            overrides += [
-                f"{k}={v}"
-                for k, v in flatten(model.get("net") or {}, "model.net").items()
-                if now.get(k) != v and k.rsplit(".", 1)[1] not in ("image_size", "latent_dim")
-            ]
         raise AeLabError(
             f"The checkpoint ckpt_path={path} does not fit the model of this run "
             f"(model={cfg.model.name}, model.latent_dim={cfg.model.latent_dim}, data.image_size="
             f"{cfg.data.image_size}): e.g. the weights {', '.join(wrong[:3])} differ. It was "
-            f"trained with {', '.join(overrides[:3])}: evaluate or resume it with the same "
+            f"trained with {', '.join(overrides)}: evaluate or resume it with the same "
             f"settings, e.g. `{' '.join(overrides)}`."
         )
     bad = non_finite_tensors(state)
@@ -368,7 +359,9 @@ def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict
     try:
         result = fn(cfg)
     except Exception as err:
-        error = user_error(err)
+        # The AeLabError itself, or the one a Hydra-instantiated constructor raised.
+        cause = err.__cause__ if isinstance(err, InstantiationException) else err
+        error = cause if isinstance(cause, AeLabError) else None
         write_result(cfg, {"error": str(error or f"{type(err).__name__}: {err}")}, start)
         if error is None:
             raise
@@ -396,24 +389,14 @@ def write_result(cfg: DictConfig, result: dict[str, Any], start: float) -> None:
     path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
 
 
-SUMMARY = [
-    ("best checkpoint", "best_checkpoint"),
-    ("last checkpoint", "last_checkpoint"),
-    ("output folder", "output_dir"),
-    ("W&B run folder", "wandb_dir"),
-    ("W&B run page", "wandb_url"),
-]
-
-
 def print_summary(result: dict[str, Any]) -> None:
-    """Where the results are, and the headline metrics."""
-    lines = ["", "[ae-lab] done."]
-    for label, key in SUMMARY:
+    """Where the results are (checkpoints, output and W&B folders, W&B page), headline metrics."""
+    print("\n[ae-lab] done.")
+    for key in ["best_checkpoint", "last_checkpoint", "output_dir", "wandb_dir", "wandb_url"]:
         if result.get(key):
-            lines.append(f"  {label:16s} {result[key]}")
+            print(f"  {key:16s} {result[key]}")
     if result.get("wandb_mode") == "offline" and result.get("wandb_dir"):
-        lines.append(f"  upload later     wandb sync {shlex.quote(result['wandb_dir'])}")
-    for key in ("train/loss", "val/loss", "test/image_auroc"):
+        print(f"  upload later     wandb sync {shlex.quote(result['wandb_dir'])}")
+    for key in ["train/loss", "val/loss", "test/image_auroc"]:
         if key in result:
-            lines.append(f"  {key:16s} {result[key]:.4f}")
-    print("\n".join(lines))
+            print(f"  {key:16s} {result[key]:.4f}")
