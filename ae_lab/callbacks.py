@@ -14,7 +14,6 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -364,8 +363,6 @@ class WandbMediaCallback(Callback):
         strips = []
         for row in rows:
             image, recon, amap, mask = picked[row]
-            if amap.shape[-2:] != image.shape[-2:]:
-                amap = F.interpolate(amap[None], size=image.shape[-2:], mode="bilinear")[0]
             info = scores.loc[row]
             caption = (
                 f"{info['category']} | {info['defect']} | score {info['score']:.4g} — "

@@ -47,7 +47,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.torch.get("num_threads"):
         torch.set_num_threads(int(cfg.torch.num_threads))
     torch.set_float32_matmul_precision(cfg.torch.matmul_precision)
-    out_dir = resolve_output_dir(cfg)
+    if cfg.get("output_dir"):
+        out_dir = Path(cfg.output_dir)
+    elif HydraConfig.initialized():  # the Hydra run folder
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+    else:  # the compose API
+        out_dir = Path("outputs") / str(cfg.run_name)
     ckpt_dir = out_dir / "checkpoints"
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
@@ -142,15 +147,6 @@ def check_settings(cfg: DictConfig) -> None:
             "test metrics would not be comparable with any other run. Remove the override (or set "
             "trainer.limit_test_batches=1.0); to skip testing altogether, set test=false."
         )
-
-
-def resolve_output_dir(cfg: DictConfig) -> Path:
-    """`cfg.output_dir`, else the Hydra run folder, else `outputs/<run_name>` (compose API)."""
-    if cfg.get("output_dir"):
-        return Path(cfg.output_dir)
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path("outputs") / str(cfg.run_name)
 
 
 def build_module(cfg: DictConfig) -> AutoencoderModule:
