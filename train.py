@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ae_lab.sweep import hydra_argv
-from ae_lab.training import run_cli, train
+from ae_lab.training import check_output_root, run_cli, train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -30,4 +30,5 @@ if __name__ == "__main__":
     # Only a process started by `wandb agent` gets its arguments translated; a plain command line
     # (Hydra's sweep syntax included) reaches Hydra as typed.
     sys.argv = hydra_argv(sys.argv, os.environ)
+    check_output_root(sys.argv[1:])  # Hydra creates the run folder before train() runs
     main()

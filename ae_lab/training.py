@@ -5,6 +5,7 @@ around it (user errors as one paragraph, the result file, the summary printout).
 import json
 import math
 import os
+import re
 import secrets
 import shlex
 import sys
@@ -34,6 +35,32 @@ from ae_lab.module import AutoencoderModule, non_finite_tensors, wants_total_ste
 # two runs started in the same second never share one. Cached: one value per composed config,
 # and Hydra copies the cache into every job of a multirun, so the sweep folder is one folder.
 OmegaConf.register_new_resolver("ae_lab.uid", lambda: secrets.token_hex(3), use_cache=True)
+# `${ae_lab.name:${run_name}}`: the run name as one short folder name (`run_name=../../x` or a
+# 300-character name would otherwise escape the output layout or exceed the file-name limit).
+OmegaConf.register_new_resolver(
+    "ae_lab.name", lambda name: re.sub(r"[^\w.=+-]+", "_", str(name)).strip("._")[:80] or "run"
+)
+
+
+def check_output_root(argv: list[str]) -> None:
+    """Exit with one paragraph when the folder Hydra creates for the run cannot be made: the
+    root from `AE_LAB_OUTPUTS`, `hydra.run.dir=` or `hydra.sweep.dir=` is a file or read-only."""
+    roots = [("AE_LAB_OUTPUTS", os.environ.get("AE_LAB_OUTPUTS"))]
+    roots += [
+        tuple(a.split("=", 1)) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
+    ]
+    for key, value in roots:
+        path = Path(value or ".")
+        while not path.exists():  # the first folder that exists is where Hydra creates its own
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            what = "not a folder" if not path.is_dir() else "not writable"
+            print(
+                f"\n[ae-lab] error: {key}={value} cannot hold the run's folder: {path} is {what}. "
+                f"Point {key} to a folder you can write to, e.g. {key}=outputs/mine.\n",
+                file=sys.stderr,
+            )
+            sys.exit(2)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -65,6 +92,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("logger") and "_target_" in cfg.logger:
         from ae_lab.callbacks import ensure_wandb_mode
 
+        try:
+            import wandb  # noqa: F401
+        except ImportError as exc:
+            raise AeLabError(
+                f"logger=wandb needs the `wandb` package, which does not import here ({exc}). "
+                "Install the project (`pip install -e .`), or run without W&B with logger=none."
+            ) from exc
         ensure_wandb_mode()
         Path(cfg.logger.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
         logger = hydra.utils.instantiate(cfg.logger)
@@ -316,6 +350,15 @@ def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
             f"{bad[0]}): it was saved after training diverged, so its metrics would be "
             "meaningless. Use an earlier checkpoint, or train again with a lower `optimizer.lr`."
         )
+    saved = (ckpt.get("hyper_parameters") or {}).get("config") or {}
+    for key in ("loss.name", "data.categories"):  # resuming must go on training the same thing
+        before, now = OmegaConf.select(OmegaConf.create(saved), key), OmegaConf.select(cfg, key)
+        if cfg.train and before is not None and before != now:
+            raise AeLabError(
+                f"The checkpoint ckpt_path={path} was trained with {key}={before}, this run has "
+                f"{key}={now}: resuming would continue it as another run under a wrong name. "
+                f"Resume with {key}={before}, or start a new run without ckpt_path."
+            )
     done = int(ckpt.get("epoch", -1)) + 1
     if cfg.train and done >= cfg.trainer.max_epochs:
         raise AeLabError(

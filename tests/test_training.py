@@ -9,10 +9,11 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ae_lab.errors import AeLabError
 from ae_lab.module import AutoencoderModule, NonFiniteLossError
-from ae_lab.training import run_cli, train
+from ae_lab.training import check_output_root, run_cli, train
 from tests.compose import CONF_DIR, compose_config, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,8 @@ def test_resume_from_last_checkpoint_then_evaluate_it(tiny_mvtec, tmp_path):
     assert torch.load(last, weights_only=False)["epoch"] == 0
     with pytest.raises(AeLabError, match=r"already trained 1 epochs.*trainer\.max_epochs=1"):
         train(compose_config([*base, f"ckpt_path={last}"]))
+    with pytest.raises(AeLabError, match=r"trained with loss\.name=l2, this run has loss\.name=l1"):
+        train(compose_config([*base, "loss=l1", "trainer.max_epochs=3", f"ckpt_path={last}"]))
     resumed = compose_config([*base, "trainer.max_epochs=3", f"ckpt_path={last}", "test=false"])
     state = torch.load(train(resumed)["last_checkpoint"], weights_only=False)
     # 2 batches per epoch x 3 epochs: the first epoch was not redone.
@@ -108,6 +111,28 @@ def test_settings_that_would_waste_the_run_are_refused_first(tmp_path):
     for limit in ("0.5", "0", "3"):  # issue 20, item 1: part of the test set is no result
         with pytest.raises(AeLabError, match=rf"limit_test_batches={limit} .*test=false"):
             train(compose_config([f"trainer.limit_test_batches={limit}", "logger=none"]))
+
+
+def test_run_folder_stays_inside_the_output_root(tmp_path, capsys, monkeypatch):
+    """Issue 20: odd run names and output roots give one clear message, never a traceback."""
+    name = OmegaConf.create(
+        {"a": "${ae_lab.name:../../x}", "b": "${ae_lab.name:" + "n" * 300 + "}"}
+    )
+    assert name.a == "x" and len(name.b) == 80
+    (tmp_path / "afile").touch()
+    monkeypatch.setenv("AE_LAB_OUTPUTS", str(tmp_path / "afile" / "runs"))
+    with pytest.raises(SystemExit) as caught:
+        check_output_root([])
+    assert caught.value.code == 2 and "afile is not a folder" in capsys.readouterr().err
+    monkeypatch.delenv("AE_LAB_OUTPUTS")
+    check_output_root([f"hydra.run.dir={tmp_path / 'new' / 'run'}"])  # a folder to be made: fine
+
+
+def test_wandb_logger_without_wandb_names_the_fix(tiny_mvtec, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    base = tiny_overrides(tiny_mvtec, tmp_path, CATEGORIES)
+    with pytest.raises(AeLabError, match=r"needs the `wandb` package.*logger=none"):
+        train(compose_config([*base, "logger=wandb"]))
 
 
 def run_train_py(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
