@@ -60,36 +60,37 @@ def _flat_parameters(path: Path, tree: dict[str, Any], prefix: str = "") -> dict
         key = f"{prefix}{name}"
         if isinstance(entry, dict) and entry.get("parameters"):
             flat |= _flat_parameters(path, entry["parameters"], f"{key}.")
-        elif isinstance(entry, dict) and "value" in entry:
-            flat[key] = [entry["value"]]
-        elif isinstance(entry, dict) and "values" in entry:
-            values = entry["values"]
-            if not isinstance(values, list) or len({hydra_value(v) for v in values}) < len(values):
-                raise AeLabError(
-                    f"{path}: `{key}.values` must be a list without repeats (a repeat would run "
-                    f"the same point twice), got {values!r}."
-                )
-            flat[key] = values
-        else:
+            continue
+        if not isinstance(entry, dict) or not {"value", "values"} & entry.keys():
             raise AeLabError(
                 f"{path}: parameter `{key}` needs `value: x`, `values: [x, y]` or a non-empty nested "
                 f"`parameters:` block, got {entry!r}. Distributions (min/max) need `method: "
                 "random|bayes` and W&B's sweep server."
             )
+        values = [entry["value"]] if "value" in entry else entry["values"]
+        if not isinstance(values, list) or len({hydra_value(v) for v in values}) < len(values):
+            raise AeLabError(
+                f"{path}: `{key}.values` must be a list without repeats (a repeat would run "
+                f"the same point twice), got {values!r}."
+            )
+        flat[key] = values
     return flat
 
 
 def multirun_argv(sweep: dict, extra: list[str], out: Path, group: str, jobs: int) -> list[str]:
     """`python train.py -m <grid> <extra> ...`: run N writes `out/<N>-<run_name>/result.json`;
-    the runs share W&B group `group`; `jobs > 1` picks the joblib launcher (threads split)."""
+    the runs share W&B group `group` (unless `logger.group` is given); `jobs > 1` picks the joblib
+    launcher (threads split)."""
     params = dict(sweep["parameters"])
-    for key in (o.split("=", 1)[0].lstrip("+~") for o in extra):
+    given = dict(o.lstrip("+~").partition("=")[::2] for o in extra)  # {key: value as typed}
+    for key in given:
         if len(params.pop(key, ())) > 1:  # an extra override replaces a `value:`, not a sweep
             raise AeLabError(f"The extra override of `{key}` clashes with the sweep over {key}.")
     argv = [sys.executable, "train.py", "-m", f"hydra.sweep.dir={hydra_value(str(out))}"]
     argv += [f"{k}={','.join(hydra_value(v) for v in vs)}" for k, vs in params.items()] + extra
     argv.append("result_file=${hydra:runtime.output_dir}/result.json")
-    if not any(o.lstrip("+~").startswith("logger") for o in [*params, *extra]):
+    # `group` unless the sweep file or an override sets logger.group (`logger=none` has none)
+    if "logger.group" not in {*params, *given} and given.get("logger", "wandb") == "wandb":
         argv.append(f"logger.group={hydra_value(group)}")
     if jobs > 1:  # joblib gives each worker cores / jobs threads (OMP_NUM_THREADS)
         argv += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
@@ -138,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AeLabError(f"{sweep_dir} exists already: give this sweep another --group.")
         cmd = multirun_argv(sweep, args.overrides, sweep_dir, group, args.jobs)
     except AeLabError as err:
-        print(f"\n[ae-lab] error: {err}\n", file=sys.stderr)
-        return 2
+        parser.exit(2, f"\n[ae-lab] error: {err}\n")
     n_runs = math.prod(map(len, sweep["parameters"].values()))
     if args.dry_run:
         print(shlex.join(cmd))
@@ -164,10 +164,8 @@ def hydra_argv(argv: list[str], environ: Mapping[str, str]) -> list[str]:
     if not environ.get("WANDB_SWEEP_ID"):
         return list(argv)
     out = argv[:1]
-    for arg in argv[1:]:
+    for arg in [a for a in argv[1:] if a.lstrip("-").partition("=")[0] != "_wandb"]:
         key, sep, text = arg.partition("=")
-        if key.lstrip("-") == "_wandb":
-            continue
         if not sep or key in _HYDRA_FLAGS:  # `-m`, `--cfg job`, `--config-name=x`
             out.append(arg)
             continue
@@ -176,10 +174,8 @@ def hydra_argv(argv: list[str], environ: Mapping[str, str]) -> list[str]:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             value = text  # words, paths, interpolations, Hydra's own `[a,b]`
-        if isinstance(value, dict):
-            out += [f"{k}={hydra_value(v)}" for k, v in flatten(value, key).items()]
-        elif isinstance(value, list) or value is None:
-            out.append(f"{key}={hydra_value(value)}")
+        if isinstance(value, list | dict) or value is None:  # a dict: one override per leaf
+            out += [f"{k}={hydra_value(v)}" for k, v in flatten({key: value}).items()]
         else:  # numbers, booleans and most strings already parse; `a,b` would be a sweep
             out.append(f"{key}={text if _hydra_reads(text) is not None else _quote(text)}")
     return out
@@ -192,10 +188,8 @@ def hydra_value(value: Any) -> str:
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if not isinstance(value, str):
-        return repr(value)
+    if not isinstance(value, str):  # null, true, 2.5e-05, inf
+        return json.dumps(value) if value is None or isinstance(value, bool) else repr(value)
     override = _hydra_reads(value)
     return value if override is not None and override.value() == value else _quote(value)
 

@@ -130,7 +130,6 @@ OVERRIDES = [
     f"data.batch_size={BATCH_SIZE}",
     f"trainer.max_epochs={EPOCHS}",
     f"logger.project={PROJECT}",
-    f"logger.group={GROUP}",
     *(
         [f"data.generate.n_train={N_TRAIN}", f"data.generate.n_test={N_TEST}",
          f"data.generate.image_size={SOURCE_SIZE}"]

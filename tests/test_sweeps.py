@@ -14,7 +14,7 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from ae_lab.errors import AeLabError
-from ae_lab.sweep import load_sweep, main, summary
+from ae_lab.sweep import load_sweep, main, multirun_argv, summary
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS, LOSSES = ["ae", "unet"], ["l1", "l2", "ssim", "ssim_l1"]
@@ -101,8 +101,28 @@ def test_dry_run_prints_one_hydra_multirun_command(tmp_path, capsys):
     assert values["hydra/launcher"] == "joblib" and values["hydra.launcher.n_jobs"] == 2
     assert values["result_file"] == "${hydra:runtime.output_dir}/result.json"
     assert not out_dir.exists()
-    assert main([*argv, "model=vae"]) == 2  # an extra override of a swept parameter
+    with pytest.raises(SystemExit) as exit_status:
+        main([*argv, "model=vae"])  # an extra override of a swept parameter
+    assert exit_status.value.code == 2
     assert "clashes with the sweep over model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "group"),
+    [
+        (["logger.project=p"], "g"),  # any logger.* override used to drop the group
+        (["+logger.tags=[a]", "logger=wandb"], "g"),
+        (["logger.group=mine"], "mine"),
+        (["logger=none"], None),  # no logger, no group to set
+    ],
+)
+def test_runs_join_the_sweep_group_unless_logger_group_is_given(extra, group):
+    sweep = {"parameters": {"model": ["ae", "unet"]}}
+    argv = multirun_argv(sweep, extra, Path("out"), "g", 1)
+    groups = [a.split("=", 1)[1] for a in argv if a.startswith("logger.group=")]
+    assert groups == ([group] if group else [])
+    sweep["parameters"]["logger.group"] = ["from-file"]
+    assert "logger.group=g" not in multirun_argv(sweep, [], Path("out"), "g", 1)
 
 
 @pytest.mark.parametrize(("goal", "best"), [(None, "1-b"), ("maximize", "0-a")])
