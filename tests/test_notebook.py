@@ -117,7 +117,7 @@ class FakeFile:
 
 class FakeApiRun:
     def __init__(self) -> None:
-        self.summary = {
+        self.summary_metrics = {
             "val/reconstructions": {"_type": "image-file", "path": "media/images/v_1.png"},
             "test/reconstructions": {
                 "filenames": ["media/a.png", "media/b.png"],
@@ -147,6 +147,25 @@ def test_online_media_are_downloaded_into_the_cache(tmp_path, monkeypatch):
         media_files("abc123", "val/latent_tsne", project="p")
     with pytest.raises(AeLabError, match=r"No offline W&B run folder for run 'abc123'.*WANDB_DIR"):
         media_files("abc123", "val/reconstructions", tmp_path)
+
+
+def test_offline_media_are_read_from_the_run_folder(tmp_path, monkeypatch):
+    """The summary is replayed from the run's log (the last update of a key wins)."""
+    folder = tmp_path / "wandb" / "offline-run-20250101_000000-abc123"
+    (folder / "files").mkdir(parents=True)
+    (folder / "run-abc123.wandb").touch()
+    updates = [
+        {"val/reconstructions.path": "media/v_1.png", "test/f1_max": 0.5},
+        {"val/reconstructions.path": "media/v_3.png", "val/reconstructions.caption": "epoch 3"},
+    ]
+    records = [
+        {"type": "run", "run": {}},
+        *({"type": "summary", "summary": {"update": u}} for u in updates),
+    ]
+    monkeypatch.setattr(media, "read_records", lambda path: records)
+    assert media_files("abc123", "val/reconstructions", tmp_path) == [
+        (folder / "files" / "media/v_3.png", "epoch 3")
+    ]
 
 
 def test_large_images_are_embedded_as_jpeg(monkeypatch):

@@ -24,16 +24,12 @@ def interval_table(runs: pd.DataFrame, scores: pd.DataFrame, n_boot: int = 500) 
     bootstrap interval, from the per-image `scores` (columns run_id, category, label, score)."""
     rows = []
     for _, run in runs.iterrows():
-        classes = [
-            part for _, part in scores[scores["run_id"] == run["run_id"]].groupby("category")
-        ]
-        labels = [part["label"].to_numpy(int) for part in classes]
-        values = [part["score"].to_numpy(float) for part in classes]
+        classes = scores[scores["run_id"] == run["run_id"]].groupby("category")
+        labels = [part["label"].to_numpy(int) for _, part in classes]
+        values = [part["score"].to_numpy(float) for _, part in classes]
         rng = np.random.default_rng(0)
         reps = [class_mean_auroc(labels, values, rng) for _ in range(n_boot)]
         low, high = np.percentile(reps, [2.5, 97.5])
-        rows.append(
-            (run["label"], run["model"], run["loss"], class_mean_auroc(labels, values), low, high)
-        )
+        rows.append((*run[["label", "model", "loss"]], class_mean_auroc(labels, values), low, high))
     columns = ["corrida", "modelo", "pérdida", "AUROC", "IC95 inf.", "IC95 sup."]
     return pd.DataFrame(rows, columns=columns).sort_values(["modelo", "pérdida"], ignore_index=True)

@@ -1,48 +1,44 @@
 """Read a W&B run's media back as files, and show images in a notebook.
 
-The run's summary names the files logged last at each key (`path`, or `filenames` and `captions`
-for a list). Offline, the files lie in the run folder (`wandb/offline-run-*-<id>/files/`) and the
-summary is read with W&B's own CLI (`wandb leet inspect --summary --json`); online, the run comes
-from the API and its files are downloaded into `reports/notebook/media/<id>/`.
+The run's summary names the files logged last at each key (`<key>.path`, or `<key>.filenames` and
+`<key>.captions` for a list). Offline, the summary is replayed from the run's log with the reader
+of the analysis (`ae_lab.analysis.runs.read_records`) and the files lie in the run folder
+(`wandb/offline-run-*-<id>/files/`); online, the run comes from the API and its files are
+downloaded into `reports/notebook/media/<id>/`.
 """
 
 import functools
 import io
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from IPython.display import Image, Markdown, display
 from PIL import Image as PILImage
 
-from ae_lab.errors import AeLabError
+from ae_lab.analysis.runs import find_run_dirs, read_records
+from ae_lab.errors import AeLabError, flatten
 
 MAX_PNG_BYTES = 150_000  # larger images are embedded as JPEG: the committed notebook stays small
 
 
 @functools.cache
 def open_run(run_id: str, wandb_dir: Path | None = None, project: str | None = None):
-    """(summary, files folder or API run) of `run_id`: offline under `wandb_dir` (the folder
+    """(flat summary, files folder or API run) of `run_id`: offline under `wandb_dir` (the folder
     holding `wandb/`), else through the W&B API in `project`."""
     if project is not None:
         import wandb
 
         run = wandb.Api().run(f"{project}/{run_id}")
-        plain = json.dumps(dict(run.summary), default=lambda v: dict(v.items()))
-        return json.loads(plain), run
-    folder = next(Path(wandb_dir, "wandb").glob(f"offline-run-*-{run_id}"), None)
+        return flatten(run.summary_metrics), run
+    folder = next((d for d in find_run_dirs(wandb_dir) if d.name.endswith(f"-{run_id}")), None)
     if folder is None:
         raise AeLabError(
             f"No offline W&B run folder for run '{run_id}' under {wandb_dir}/wandb: set WANDB_DIR "
             "(the notebook's WANDB_DIR parameter) to the folder the runs were written to."
         )
-    cmd = [sys.executable, "-m", "wandb", "leet", "inspect", "--summary", "--json", str(folder)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise AeLabError(f"W&B could not read the run folder {folder}: {proc.stderr.strip()}")
-    return json.loads(proc.stdout)["summary"], folder / "files"
+    records = read_records(next(folder.glob("*.wandb")))
+    updates = [r["summary"].get("update", {}) for r in records if r["type"] == "summary"]
+    return {k: v for update in updates for k, v in update.items()}, folder / "files"
 
 
 def media_files(
@@ -50,21 +46,19 @@ def media_files(
 ) -> list[tuple[Path, str]]:
     """(file, caption) of each medium the run logged last at `key`."""
     summary, where = open_run(run_id, wandb_dir, project)
-    media = summary.get(key)
-    if not isinstance(media, dict):
-        logged = sorted(k for k, v in summary.items() if isinstance(v, dict))
+    names = summary.get(f"{key}.filenames") or [summary.get(f"{key}.path")]
+    if None in names:
+        logged = sorted(k.rsplit(".", 1)[0] for k in summary if k.endswith((".path", ".filenames")))
         raise AeLabError(
             f"Run {run_id} has no media at `{key}` in its summary; it has: "
             f"{', '.join(logged) or 'none'}. Was the run trained with the W&B logger and tested?"
         )
-    names = media.get("filenames") or [media["path"]]
-    captions = media.get("captions") or [media.get("caption", "")] * len(names)
-    if isinstance(where, Path):
-        return [(where / n, c) for n, c in zip(names, captions, strict=True)]
-    cache = Path("reports/notebook/media") / run_id
-    for name in names:
-        where.file(name).download(root=str(cache), exist_ok=True).close()
-    return [(cache / n, c) for n, c in zip(names, captions, strict=True)]
+    captions = summary.get(f"{key}.captions") or [summary.get(f"{key}.caption", "")] * len(names)
+    if not isinstance(where, Path):  # online: download into the notebook's media cache
+        run, where = where, Path("reports/notebook/media") / run_id
+        for name in names:
+            run.file(name).download(root=str(where), exist_ok=True).close()
+    return [(where / n, c) for n, c in zip(names, captions, strict=True)]
 
 
 def show_image(image: np.ndarray | str | Path, caption: str = "") -> None:
@@ -72,10 +66,9 @@ def show_image(image: np.ndarray | str | Path, caption: str = "") -> None:
     img = PILImage.fromarray(image) if isinstance(image, np.ndarray) else PILImage.open(image)
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
-    fmt = "png"
     if buf.tell() > MAX_PNG_BYTES:
-        buf, fmt = io.BytesIO(), "jpeg"
+        buf = io.BytesIO()
         img.convert("RGB").save(buf, format="JPEG", quality=85)
-    display(Image(data=buf.getvalue(), format=fmt))
+    display(Image(data=buf.getvalue()))  # IPython tells PNG from JPEG by their first bytes
     if caption:
         display(Markdown(f"<sub>{caption}</sub>"))

@@ -106,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         params = (SMALLEST if args.smallest else {}) | parse_parameters(args.parameter)
         start = time.perf_counter()
         execute(args.notebook, args.out, params)
-        print(
-            f"[ae-lab] executed {args.notebook} -> {args.out} in {time.perf_counter() - start:.0f} s"
-        )
+        seconds = time.perf_counter() - start
+        print(f"[ae-lab] executed {args.notebook} -> {args.out} in {seconds:.0f} s")
         if not args.no_markdown:
             print(f"[ae-lab] Markdown export: {export_markdown(args.out)}")
     except AeLabError as err:
