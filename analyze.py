@@ -1,7 +1,14 @@
 """Compare the W&B runs of a project: loss curves, per-defect score histograms, AUROC tables, ranking.
 
-python analyze.py --project tarea05 --group grid            # W&B API, or offline without login
-python analyze.py --project tarea05 --offline-dir ./wandb   # offline run folders
+  python analyze.py --project tarea05 --group grid            # W&B API, or offline without login
+  python analyze.py --project tarea05 --offline-dir ./wandb   # offline run folders
+
+sources:
+  online   with W&B credentials (wandb login / WANDB_API_KEY) and no --offline-dir, the runs are
+           read with wandb.Api(): config, summary, history and the test/scores table file.
+  offline  with --offline-dir, WANDB_MODE=offline or no credentials, the run folders under
+           --offline-dir (default $WANDB_DIR/wandb or ./wandb) are read with `wandb leet inspect`.
+Runs that crashed, are unfinished, damaged or lack the test/scores table are skipped with a warning.
 """
 
 import argparse
@@ -12,18 +19,10 @@ import sys
 from ae_lab.analysis.report import run_analysis
 from ae_lab.errors import AeLabError
 
-SOURCES = """sources:
-  online   with W&B credentials (wandb login / WANDB_API_KEY) and no --offline-dir, the runs are
-           read with wandb.Api(): config, summary, history and the test/scores table file.
-  offline  with --offline-dir, WANDB_MODE=offline or no credentials, the run folders under
-           --offline-dir (default $WANDB_DIR/wandb or ./wandb) are read with `wandb leet inspect`.
-Runs that crashed, are unfinished, damaged or lack the test/scores table are skipped with a warning."""
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog=SOURCES,
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--project", required=True, help="W&B project of the training runs")

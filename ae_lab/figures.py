@@ -9,7 +9,6 @@ the HTML report; labels in Spanish, the hand-in's language): `loss_curves`, `def
 import base64
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,9 +99,8 @@ def histogram_grid(runs: pd.DataFrame, scores: pd.DataFrame, title: str) -> go.F
     for j, run_id in enumerate(runs["run_id"]):
         for i, cat in enumerate(cats):
             part = scores[(scores["run_id"] == run_id) & (scores["category"] == cat)]
-            for trace in histogram_traces(
-                part, nbins=20, prefix=f"{runs.iloc[j]['label']} {cat}: "
-            ):
+            prefix = f"{runs.iloc[j]['label']} {cat}: "
+            for trace in histogram_traces(part, nbins=20, prefix=prefix):
                 fig.add_trace(trace, row=i + 1, col=j + 1)
     fig.update_layout(title=title, barmode="overlay", height=260 * len(cats) + 120)
     return plain_figure(fig)
@@ -112,10 +110,8 @@ def tsne_figure(
     table: pd.DataFrame, color: str = "category", symbol: str | None = None, title: str = ""
 ) -> go.Figure:
     """Interactive scatter of a `tsne_table`; hover shows the image path and defect type."""
-    df = table.copy()
-    if "label" in df:
-        df["status"] = np.where(df["label"] == 1, "defective", "good")
-    hover = [c for c in ("category", "defect", "path") if c in df]
+    df = table.assign(status=np.where(table["label"] == 1, "defective", "good"))
+    hover = ["category", "defect", "path"]
     fig = px.scatter(df, x="x", y="y", color=color, symbol=symbol, hover_data=hover, title=title)
     fig.update_traces(marker={"size": 7, "opacity": 0.8})
     fig.update_layout(xaxis_title="t-SNE 1", yaxis_title="t-SNE 2", legend_title=color)
@@ -212,18 +208,11 @@ def auroc_heatmap(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def save_png(fig: Figure, path: str | Path | io.BytesIO) -> None:
-    """Write the figure as PNG (to a file, made with its folder, or a buffer)."""
-    if isinstance(path, str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-
-
 def wandb_image(fig: Figure, caption: str | None = None):
     """The figure as a `wandb.Image` (a PNG rendered here, so W&B needs no matplotlib hook)."""
     import wandb
     from PIL import Image
 
     buf = io.BytesIO()
-    save_png(fig, buf)
+    fig.savefig(buf, format="png")
     return wandb.Image(Image.open(buf), caption=caption)

@@ -11,14 +11,11 @@ INFERNO = colormaps["inferno"]
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
-    """[N,C,H,W] (or [C,H,W]) floats in [0,1], C in {1,3} -> [N,H,W,3] (or [H,W,3]) uint8."""
-    single = images.dim() == 3
-    x = images.unsqueeze(0) if single else images
-    x = x.detach().float().cpu().clamp(0.0, 1.0)
+    """[N,C,H,W] floats in [0,1], C in {1,3} -> [N,H,W,3] uint8."""
+    x = images.detach().float().cpu().clamp(0.0, 1.0)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    out = (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return out[0] if single else out
+    return (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def image_grid(images: np.ndarray, ncol: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -43,8 +40,6 @@ def reconstruction_grid(
     rows 1 and 3 are originals and rows 2 and 4 their reconstructions (a wider white gap
     separates the two blocks).
     """
-    if originals.shape != recons.shape:
-        raise ValueError(f"shape mismatch: {tuple(originals.shape)} vs {tuple(recons.shape)}")
     orig, rec = to_uint8(originals), to_uint8(recons)
     width = min(ncol, len(orig))
     blank = np.full((-len(orig) % width, *orig.shape[1:]), 255, np.uint8)  # aligns the last block
@@ -57,12 +52,6 @@ def reconstruction_grid(
     return np.concatenate([part for block in blocks for part in (gap, block)][1:])
 
 
-def apply_colormap(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
-    """Any-shape float array -> same shape + [3] uint8 through inferno (clipped to [vmin, vmax])."""
-    norm = Normalize(vmin, max(float(vmax), float(vmin) + 1e-12), clip=True)
-    return INFERNO(norm(np.asarray(values, dtype=np.float64)), bytes=True)[..., :3]
-
-
 def anomaly_strip(
     image: Tensor, recon: Tensor, amap: Tensor, mask: Tensor, vmax: float, pad: int = 2
 ) -> np.ndarray:
@@ -71,6 +60,7 @@ def anomaly_strip(
     image, recon: [3,H,W] in [0,1]; amap: [1,H,W] (any scale, shown on [0, vmax] so all strips
     share one colour scale); mask: [1,H,W] in {0,1}. Returns uint8 [H+2*pad, 4*W+5*pad, 3].
     """
-    heat = apply_colormap(amap.detach().float().cpu().numpy()[0], 0.0, vmax)
-    panels = np.stack([to_uint8(image), to_uint8(recon), heat, to_uint8(mask.float())])
-    return image_grid(panels, ncol=4, pad=pad)
+    norm = Normalize(0.0, max(float(vmax), 1e-12), clip=True)
+    heat = INFERNO(norm(amap.detach().float().cpu().numpy()[0]), bytes=True)[..., :3]
+    image, recon, mask = to_uint8(torch.stack([image, recon, mask.float().expand_as(image)]))
+    return image_grid(np.stack([image, recon, heat, mask]), ncol=4, pad=pad)

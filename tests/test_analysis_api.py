@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ae_lab.analysis import runs as runs_module
-from ae_lab.analysis.report import Analysis, create_wandb_report, report_blocks
+from ae_lab.analysis.report import Analysis, create_wandb_report
 from ae_lab.analysis.runs import load_runs
 from ae_lab.errors import AeLabError
 from tests import fake_runs
@@ -148,12 +148,26 @@ def test_load_runs_uses_the_api_only_online_with_credentials(grid, monkeypatch, 
         load_runs("p")
 
 
-def test_wandb_report_needs_online_and_builds_its_blocks(grid):
-    data = load_runs(fake_runs.PROJECT, api=FakeApi(grid[1]))
+def test_wandb_report_needs_online_and_builds_its_blocks(grid, monkeypatch):
+    data = load_runs(fake_runs.PROJECT, group=fake_runs.GROUP, api=FakeApi(grid[1]))
     frame = pd.DataFrame()
     analysis = Analysis(frame, frame, frame, ["a sentence"], [], [], frame, {})
     data.offline_root = Path(".")  # offline data: the report is skipped with a reason
     assert "needs W&B online" in create_wandb_report(analysis, data, "me")
-    pytest.importorskip("wandb_workspaces")
-    blocks = report_blocks(analysis, data, "me")
-    assert blocks[1].items == ["a sentence"] and "logger.group" in blocks[2].runsets[0].filters
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    saved = []
+
+    class FakeReport:  # records what would be saved
+        def __init__(self, **kwargs):
+            self.kwargs, self.url = kwargs, "https://wandb.example/report"
+
+        def save(self):
+            saved.append(self.kwargs)
+
+    monkeypatch.setattr(wr, "Report", FakeReport)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    data.offline_root = None
+    assert create_wandb_report(analysis, data, "me") == "https://wandb.example/report"
+    blocks = saved[0]["blocks"]
+    assert saved[0]["title"] == f"ae-lab analysis: {fake_runs.PROJECT} / {fake_runs.GROUP}"
+    assert blocks[0].items == ["a sentence"] and "logger.group" in blocks[1].runsets[0].filters

@@ -20,17 +20,9 @@ from matplotlib.figure import Figure
 from plotly.graph_objects import Figure as PlotlyFigure
 from plotly.offline import get_plotlyjs
 
-from ae_lab import keys
+from ae_lab import figures, keys
 from ae_lab.analysis import tables
 from ae_lab.analysis.runs import ANALYSIS_JOB_TYPE, RunData, load_runs, logger
-from ae_lab.figures import (
-    auroc_heatmap,
-    defect_histograms,
-    histogram_grid,
-    loss_curves,
-    save_png,
-    wandb_image,
-)
 from ae_lab.report import interval_table
 
 
@@ -73,13 +65,11 @@ def analyse(data: RunData) -> Analysis:
     ranked = runs.sort_values(keys.TEST_IMAGE_AUROC, ascending=False)
     best = ranked.groupby("model").head(1).sort_values("model")  # per architecture
     title = "Best run per architecture: image score, good vs defect types"
-    figs = {"analysis/histograms/best_per_architecture": histogram_grid(best, scores, title)}
-    for i, label in enumerate(runs["label"]):
-        title = f"{label}: image score of good vs defective test images"
-        figs[f"analysis/histograms/{label}"] = histogram_grid(runs.iloc[[i]], scores, title)
+    histograms = figures.histogram_grid(best, scores, title)
+    figs = {"analysis/histograms/best_per_architecture": histograms}
     for model in sorted(runs["model"].unique()):
-        figs[f"analysis/loss_curves_image/{model}"] = loss_curves(runs, data.history, model)
-    figs["analysis/auroc_heatmap_image"] = auroc_heatmap(auroc)
+        figs[f"analysis/loss_curves_image/{model}"] = figures.loss_curves(runs, data.history, model)
+    figs["analysis/auroc_heatmap_image"] = figures.auroc_heatmap(auroc)
     mismatches = tables.auroc_mismatches(runs, auroc)
     return Analysis(
         run_table=tables.run_table(runs, data.history),
@@ -140,19 +130,16 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
         for key, fig in analysis.figures.items():
             path = tmp / "figures" / slug(key)
             if isinstance(fig, Figure):
-                save_png(fig, path.with_suffix(".png"))
+                fig.savefig(path.with_suffix(".png"))
             else:
                 fig.write_html(path.with_suffix(".html"), include_plotlyjs="../plotly.min.js")
-        # Per-class histograms of each architecture's best run, a panel per defect type.
-        histograms = {}
-        for _, run in analysis.best_runs.iterrows():
-            scores = data.scores[data.scores["run_id"] == run["run_id"]]
-            pngs = histograms[run["label"]] = {}
-            for cat in sorted(scores["category"].unique()):
-                pngs[cat] = f"figures/histograms__{slug(run['label'])}__{cat}.png"
-                save_png(defect_histograms(scores, cat), tmp / pngs[cat])
+        histograms = {}  # per class, of each architecture's best run: a panel per defect type
+        for label, run_id in analysis.best_runs[["label", "run_id"]].itertuples(index=False):
+            for cat, part in data.scores[data.scores["run_id"] == run_id].groupby("category"):
+                png = f"figures/histograms__{slug(label)}__{cat}.png"
+                histograms.setdefault(label, {})[cat] = png
+                figures.defect_histograms(part, cat).savefig(tmp / png)
         intervals = interval_table(data.runs, data.scores).sort_values("AUROC", ascending=False)
-        run_table = analysis.run_table[[c for c in RUN_COLUMNS if c in analysis.run_table]]
         page = jinja2.Template(TEMPLATE.read_text(encoding="utf-8"), autoescape=True).render(
             data=data,
             warnings=[*data.skipped, *analysis.warnings],
@@ -160,7 +147,7 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
             models=sorted(data.runs["model"].dropna().unique()),
             histograms=histograms,
             gaps=_html_table(analysis.score_gaps.sort_values("gap_std").head(10)),
-            run_table=_html_table(run_table, 4),
+            run_table=_html_table(analysis.run_table[RUN_COLUMNS], 4),
         )
         (tmp / "index.html").write_text(page, encoding="utf-8")
         with FileLock(out.parent / f".{out.name}.lock"):  # swap the finished folder in
@@ -181,11 +168,6 @@ def wandb_mode(data: RunData) -> str:
     return os.environ.get("WANDB_MODE") or ("offline" if data.offline_root else "online")
 
 
-def _group(data: RunData) -> str | None:
-    groups = data.runs["group"].dropna().unique()
-    return data.group or (str(groups[0]) if len(groups) == 1 else None)
-
-
 def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> LoggedRun:
     """A new run in the same project/group: figures, tables, ranking, and the report folder as an
     artifact. Offline runs go next to the analysed ones (`<offline_root>/wandb/`)."""
@@ -194,23 +176,21 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
     mode = wandb_mode(data)
     run = wandb.init(
         project=data.project,
-        group=_group(data),
+        group=data.group,
         job_type=ANALYSIS_JOB_TYPE,
-        name=f"analysis-{_group(data) or data.project}",
+        name=f"analysis-{data.group or data.project}",
         mode=mode,
         dir=str(data.offline_root) if mode == "offline" and data.offline_root else None,
         config={"source": data.source, "runs": list(data.runs["label"]), "skipped": data.skipped},
     )
     payload = {
-        key: wandb_image(fig) if isinstance(fig, Figure) else wandb.Plotly(fig)
+        key: figures.wandb_image(fig) if isinstance(fig, Figure) else wandb.Plotly(fig)
         for key, fig in analysis.figures.items()
     }
     for name, frame in tables_of(analysis).items():
         payload[f"analysis/{name}"] = wandb.Table(dataframe=frame)
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in analysis.ranking)
-    payload["analysis/ranking"] = wandb.Html(
-        f"<ul>{items}</ul>", inject=False, data_is_not_path=True
-    )
+    ranking = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in analysis.ranking)
+    payload["analysis/ranking"] = wandb.Html(ranking + "</ul>", inject=False, data_is_not_path=True)
     run.log(payload)
     run.summary["analysis/n_runs"] = len(data.runs)
     artifact = wandb.Artifact(f"analysis-report-{data.project}", type="analysis-report")
@@ -222,32 +202,9 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
     return logged
 
 
-def report_blocks(analysis: Analysis, data: RunData, entity: str) -> list:
-    """The W&B Report: ranking, loss curves of the group's runs, the analysis tables."""
-    import wandb_workspaces.reports.v2 as wr
-
-    group = _group(data)
-    filters = f"JobType != '{ANALYSIS_JOB_TYPE}'"
-    if group:
-        filters = f"Config('logger.group') == '{group}' and " + filters
-    train_runs = wr.Runset(entity=entity, project=data.project, filters=filters)
-    curves = [  # train and val loss in one panel; val/l1 compares across losses
-        wr.LinePlot(title="train/loss y val/loss", x="epoch", y=["train/loss", "val/loss"]),
-        wr.LinePlot(title="val/l1", x="epoch", y=["val/l1"]),
-    ]
-    tabs = [
-        wr.WeavePanelSummaryTable(table_name=f"analysis/{t}") for t in ("run_table", "auroc_table")
-    ]
-    return [
-        wr.H1(f"ae-lab analysis: {data.project}" + (f" / {group}" if group else "")),
-        wr.UnorderedList(items=list(analysis.ranking)),
-        wr.PanelGrid(runsets=[train_runs], panels=curves),
-        wr.PanelGrid(runsets=[wr.Runset(entity=entity, project=data.project)], panels=tabs),
-    ]
-
-
 def create_wandb_report(analysis: Analysis, data: RunData, entity: str | None) -> str:
-    """Save a W&B Report (needs W&B online and `wandb-workspaces`); returns its URL or why not."""
+    """Save a W&B Report (title, ranking, the loss curves of the analysed runs); needs W&B online
+    and `wandb-workspaces`. Returns its URL or why none was made."""
     if wandb_mode(data) != "online":
         return "--report needs W&B online (credentials and no WANDB_MODE=offline/--offline-dir): skipped."
     try:
@@ -255,9 +212,20 @@ def create_wandb_report(analysis: Analysis, data: RunData, entity: str | None) -
         import wandb_workspaces.reports.v2 as wr
 
         entity = entity or wandb.Api().default_entity
-        title = f"ae-lab analysis: {data.project}"
-        report = wr.Report(project=data.project, entity=entity, title=title,
-                           blocks=report_blocks(analysis, data, entity))  # fmt: skip
+        filters = f"JobType != '{ANALYSIS_JOB_TYPE}'"
+        if data.group:
+            filters = f"Config('logger.group') == '{data.group}' and " + filters
+        curves = [  # train and val loss in one panel; val/l1 compares across losses
+            wr.LinePlot(title="train/loss y val/loss", x="epoch", y=["train/loss", "val/loss"]),
+            wr.LinePlot(title="val/l1", x="epoch", y=["val/l1"]),
+        ]
+        runset = wr.Runset(entity=entity, project=data.project, filters=filters)
+        title = f"ae-lab analysis: {data.project}" + (f" / {data.group}" if data.group else "")
+        blocks = [
+            wr.UnorderedList(items=list(analysis.ranking)),
+            wr.PanelGrid(runsets=[runset], panels=curves),
+        ]
+        report = wr.Report(project=data.project, entity=entity, title=title, blocks=blocks)
         report.save()
     except ImportError:
         return "--report needs `pip install wandb-workspaces` (extra `report`): skipped."

@@ -58,7 +58,7 @@ class RunData:
     history: pd.DataFrame
     scores: pd.DataFrame
     project: str
-    group: str | None
+    group: str | None  # the one asked for, else the runs' group when they share one
     source: str  # "offline folder '<dir>'" or "W&B API '<entity/project>'"
     offline_root: Path | None = None  # folder holding `wandb/`, where the analysis run goes
     skipped: list[str] = field(default_factory=list)
@@ -96,21 +96,12 @@ def _api_run(run: Any, tmp: Path) -> RawRun:
     """A finished run with its history and scores table (downloaded); others without them."""
     # W&B's summary values are dict-like objects json cannot write: `items()` makes them dicts.
     plain = json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items()))
-    raw = RawRun(
-        run.id,
-        run.name,
-        run.group,
-        run.state,
-        dict(run.config),
-        flatten(json.loads(plain)),
-        run.url,
-    )
+    summary = flatten(json.loads(plain))
+    raw = RawRun(run.id, run.name, run.group, run.state, dict(run.config), summary, run.url)
     name = raw.summary.get(f"{keys.TEST_SCORES}.path")
     if run.state != "finished" or not name:
         return raw
-    # `scan_history(keys=...)` yields only rows holding every key, and train/val rows are apart.
-    for key in keys.LOSS_CURVES:
-        raw.history += [dict(r) for r in run.scan_history(keys=[keys.EPOCH, key])]
+    raw.history = [dict(r) for r in run.scan_history()]  # every row: train and val are apart
     try:
         run.file(name).download(root=str(tmp / run.id), replace=True)
         raw.scores = scores_frame(tmp / run.id / name)
@@ -157,9 +148,7 @@ def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
             elif rec["type"] == "config":
                 config.update(body.get("update", {}))
             elif rec["type"] == "summary":
-                summary.update(flatten(body.get("update", {})))
-                for item in body.get("remove", []):
-                    summary.pop(item.get("key") or ".".join(item.get("nested_key", [])), None)
+                summary.update(flatten(body.get("update", {})))  # ae-lab never removes keys
             elif rec["type"] == "history":
                 history.append(body.get("item", {}))
             elif rec["type"] == "exit":
@@ -174,8 +163,7 @@ def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
         exit_code, f"crashed (exit code {exit_code})"
     )
     config.pop("_wandb", None)
-    name = info.get("display_name") or info["run_id"]
-    group = info.get("run_group") or None
+    name, group = info.get("display_name") or info["run_id"], info.get("run_group")
     return info, RawRun(
         info["run_id"], name, group, state, config, summary, str(run_dir), history, scores
     )
@@ -274,6 +262,8 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
     scores = pd.concat(scores, ignore_index=True)
     scores = scores[["run_id", *scores.columns.drop("run_id")]]
     history = pd.concat(histories, ignore_index=True)
+    groups = runs["group"].dropna().unique()
+    group = group or (str(groups[0]) if len(groups) == 1 else None)
     return RunData(runs, history, scores, project, group, source, skipped=skipped)
 
 
