@@ -391,7 +391,9 @@ def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict
     sweep folder's name, `multirun/2025-06-01/12-00-00-3fa2b1` -> `2025-06-01_12-00-00-3fa2b1`).
     With `cfg.result_file` the metrics, or the error, are also written there as JSON.
     """
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+    # `mode` is None where a config was composed without a run (the compose API, tests).
+    mode = HydraConfig.get().mode if HydraConfig.initialized() else None
+    multirun = getattr(mode, "name", None) == "MULTIRUN"
     if multirun and cfg.get("logger") and "group" in cfg.logger and not cfg.logger.group:
         cfg.logger.group = "_".join(Path(HydraConfig.get().sweep.dir).parts[-2:])
     start = time.monotonic()
