@@ -27,11 +27,12 @@ grid: setup
 analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
 
+# Two workers of one thread each: most tests keep one core busy (a training step, a subprocess).
 test: setup
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow"
 
 # The hand-in: execute notebooks/tarea05.py (jupytext) into tarea05.ipynb + tarea05.md (commit both).
 notebook: setup
