@@ -27,12 +27,11 @@ grid: setup
 analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
 
-# Two workers of one thread each: most tests keep one core busy (a training step, a subprocess).
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q
 
 test-fast: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -m "not slow"
 
 # The hand-in: execute notebooks/tarea05.py (jupytext) into tarea05.ipynb + tarea05.md (commit both).
 notebook: setup
