@@ -41,7 +41,15 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise AeLabError(f"Sweep file not found: {path}. The sweep files live in sweeps/.")
-    sweep = OmegaConf.to_container(OmegaConf.load(path))
+    try:
+        sweep = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml's ScannerError/ParserError name the line and column
+        raise AeLabError(
+            f"{path} is not valid YAML ({' '.join(str(e).split())}). Fix the line it names; "
+            "sweeps/grid.yaml shows the expected layout."
+        ) from None
+    if not isinstance(sweep, dict):
+        raise AeLabError(f"{path} must be a YAML mapping with `method` and `parameters` keys.")
     if sweep.get("method") != "grid":
         raise AeLabError(
             f"{path}: `method: {sweep.get('method')}` is not a grid. random and bayes pick each run "

@@ -65,6 +65,18 @@ def test_sweeps_that_cannot_run_as_a_grid_are_refused(tmp_path, parameters, top,
         load_sweep(write_sweep(tmp_path, parameters, **top))
 
 
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("method: grid\nparameters:\n  model: {values: [ae, unet]\n", r"not valid YAML .*line 3"),
+        ("- method\n- grid\n", r"must be a YAML mapping"),
+    ],
+)
+def test_sweep_files_that_are_not_yaml_mappings_are_refused(tmp_path, text, match):
+    with pytest.raises(AeLabError, match=match):
+        load_sweep(write_sweep(tmp_path, None, text))
+
+
 def test_yaml_floats_read_as_the_agent_passes_them(tmp_path):
     """Issue 20: PyYAML reads `1e-3` as a string (a run-time error for optimizer.lr); W&B's agent
     passes `optimizer.lr=1e-3`, which Hydra reads as a float. Both routes now read a float."""
