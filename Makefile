@@ -27,8 +27,10 @@ grid: setup
 analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
 
+# Two pytest workers of one torch thread each: the tests are small and mostly Python-bound, so two
+# processes use 2 cores better than one process with two threads (5.5 vs 8.5 minutes here).
 test: setup
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
