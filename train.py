@@ -1,7 +1,7 @@
 """Train and evaluate one autoencoder: `python train.py [group=option ...] [key=value ...]`.
 
 Examples:
-    python train.py                                   # synthetic data, classic AE, L2 loss, W&B
+    python train.py                                   # synthetic data, classic AE, SSIM loss, W&B
     python train.py model=unet loss=ssim_l1 trainer.max_epochs=50
     python train.py data=mvtec data.root=/path/to/mvtec_anomaly_detection
     python train.py train=false ckpt_path=outputs/.../checkpoints/last.ckpt   # evaluate only

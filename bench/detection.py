@@ -31,14 +31,13 @@ CONFIGS: dict[str, list[str]] = {
     "default": [],
     **{
         f"{m}-{loss}": [f"model={m}", f"loss={loss}"]
-        for m in ("ae", "unet")
+        for m in ("ae", "unet", "unet_inpaint")
         for loss in ("l1", "l2", "ssim", "ssim_l1")
     },
-    "ae-l2-no-align": ["data.align=[]"],
-    "ae-l2-const-lr": ["scheduler=null", "optimizer.lr=1e-3"],
-    "ae-l2-mean-score": ["scoring.reduction=mean", "scoring.sigma=0"],
-    "ae-l2-ssim-map": ["scoring.map=ssim"],
-    "ae-l2-wide": ["model.net.base_channels=32"],
+    "default-no-align": ["data.align=[]"],
+    "default-const-lr": ["scheduler=null", "optimizer.lr=1e-3"],
+    "default-mean-score": ["scoring.reduction=mean", "scoring.sigma=0"],
+    "default-ssim-map": ["scoring.map=ssim"],
     "unet-deep-skips": ["model=unet", "model.net.skip_levels=[2,3]"],
 }
 

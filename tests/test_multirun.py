@@ -55,12 +55,12 @@ def test_submitit_launcher_runs_two_tiny_jobs_in_one_w_and_b_group(tiny_mvtec, t
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     folders = sorted((tmp_path / "sweep").glob("*/result.json"))
-    assert [p.parent.name for p in folders] == ["0-ae-l2-z8", "1-unet-l2-z8"]
+    assert [p.parent.name for p in folders] == ["0-ae-ssim-z8", "1-unet-ssim-z8"]
     results = [json.loads(p.read_text()) for p in folders]
     assert [r["status"] for r in results] == ["ok", "ok"]
     assert all(0.0 <= r["test/image_auroc"] <= 1.0 for r in results)
     jobs = [p for p in (tmp_path / "sweep/.submitit").iterdir() if p.name.isdigit()]
     assert len(jobs) == 2
     runs = [inspect_run(Path(r["wandb_dir"])) for r in results]
-    assert {summary["name"] for summary, _ in runs} == {"ae-l2-z8", "unet-l2-z8"}
+    assert {summary["name"] for summary, _ in runs} == {"ae-ssim-z8", "unet-ssim-z8"}
     assert len({run["run_group"] for _, run in runs}) == 1 and runs[0][1]["run_group"]

@@ -199,14 +199,14 @@ def test_agent_started_run_joins_the_sweep_run_and_keeps_the_config(tmp_path):
         timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split()[-2:] == ["agentrun1", "unet-l2-z64"]
+    assert proc.stdout.split()[-2:] == ["agentrun1", "unet-ssim-z64"]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*-agentrun1")
     summary, run = inspect_run(run_dir)
-    assert run["sweep_id"] == "sw1" and summary["name"] == "unet-l2-z64"
+    assert run["sweep_id"] == "sw1" and summary["name"] == "unet-ssim-z64"
     config = summary["config"]
     assert config["model"] == "unet"  # as the sweep set it
     assert config["model.name"] == "unet" and config["model.latent_dim"] == 64
-    assert config["loss"]["name"] == "l2"  # sections the sweep did not touch stay nested
+    assert config["loss"]["name"] == "ssim"  # sections the sweep did not touch stay nested
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def options(group: str) -> list[str]:
 
 def test_every_config_option_composes_and_instantiates():
     groups = {g: options(g) for g in ("data", "model", "loss", "trainer", "logger", "scoring")}
-    assert groups["model"] == ["ae", "unet", "vae"]
+    assert groups["model"] == ["ae", "unet", "unet_inpaint", "vae"]
     assert groups["loss"] == ["l1", "l2", "ssim", "ssim_l1"]
     assert {"mvtec", "synthetic"} <= set(groups["data"])
     for group, names in groups.items():
@@ -68,7 +68,9 @@ def test_resume_from_last_checkpoint_then_evaluate_it(tiny_mvtec, tmp_path):
     assert torch.load(last, weights_only=False)["epoch"] == 0
     with pytest.raises(AeLabError, match=r"already trained 1 epochs.*trainer\.max_epochs=1"):
         train(compose_config([*base, f"ckpt_path={last}"]))
-    with pytest.raises(AeLabError, match=r"trained with loss\.name=l2, this run has loss\.name=l1"):
+    with pytest.raises(
+        AeLabError, match=r"trained with loss\.name=ssim, this run has loss\.name=l1"
+    ):
         train(compose_config([*base, "loss=l1", "trainer.max_epochs=3", f"ckpt_path={last}"]))
     resumed = compose_config([*base, "trainer.max_epochs=3", f"ckpt_path={last}", "test=false"])
     state = torch.load(train(resumed)["last_checkpoint"], weights_only=False)

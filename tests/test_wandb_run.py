@@ -144,7 +144,7 @@ def test_offline_run_logs_every_media_key_and_evaluation_reuses_them(
     recs = records(run_dir)
 
     run = next(r["run"] for r in recs if r["type"] == "run")
-    assert run["display_name"] == "ae-l2-z16"
+    assert run["display_name"] == "ae-ssim-z16"
     step_metrics = {
         r["metric"]["name"]: r["metric"].get("step_metric")
         for r in recs
