@@ -31,7 +31,7 @@ CONFIGS: dict[str, list[str]] = {
     "default": [],
     **{
         f"{m}-{loss}": [f"model={m}", f"loss={loss}"]
-        for m in ("ae", "unet", "unet_inpaint")
+        for m in ("ae", "unet", "unet_coarse")
         for loss in ("l1", "l2", "ssim", "ssim_l1")
     },
     "default-no-align": ["data.align=[]"],

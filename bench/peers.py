@@ -7,8 +7,8 @@ MVTec-layout class, at the same image size, with the same CPU budget, in one run
         --config default --config ae-ssim --peer-python .venv-peers/bin/python
 
 ae-lab's rows are the project's own `train(cfg)` (bench/detection.py); each peer runs in the peers'
-interpreter (`--peer-python`) with Lightning's `max_time` set to the budget (default: the slowest
-ae-lab row), so a peer that cannot converge in the budget is stopped and tested as it is, and the
+interpreter (`--peer-python`) with Lightning's `max_time` set to the budget (ae-lab's slowest run),
+so a peer that cannot converge in the budget is stopped and tested as it is, and the
 table says how many epochs it reached. Both see the same train/good, test/good and test/<defect>
 folders; ae-lab aligns the screw (its data pipeline), the peers use anomalib's own (resize only).
 DRAEM's `dtd_dir` is an empty folder, so its anomaly source is Perlin noise (nothing downloaded).
@@ -89,8 +89,14 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (both sides)")
-    p.add_argument("--budget", type=float, help="peer minutes (default: slowest ae-lab row)")
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at the same time")
+    p.add_argument(
+        "--budget", type=float, default=11.0,
+        help="peer training minutes: ae-lab's slowest run (the default's 60 epochs at 1 thread, "
+        "bench/README.md's detection table)",
+    )  # fmt: skip
     p.add_argument("--worker", choices=PEERS, help=argparse.SUPPRESS)
+    p.add_argument("--ae-lab", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     root = Path(args.root).resolve()
     if args.worker:  # inside the peers' interpreter: one model, a JSON line out
@@ -100,50 +106,66 @@ def main(argv: list[str] | None = None) -> str:
         result = run_peer(args.worker, root, args.category, args.image_size, args.budget, args.seed)
         print("RESULT " + json.dumps(result), flush=True)
         return ""
+    if args.ae_lab:  # one ae-lab row: the project's own train(cfg), as bench/detection.py runs it
+        import torch
 
-    import torch
+        from bench.detection import CONFIGS, run_one
+
+        torch.set_num_threads(args.threads)
+        data = ["data=mvtec", f"data.root={root}", f"data.categories=[{args.category}]"]
+        data += [f"data.image_size={args.image_size}", f"seed={args.seed}"]
+        metrics, _ = run_one([*data, *CONFIGS[args.ae_lab]])
+        result = {"image_auroc": metrics["test/image_auroc"], "epochs": "60 (trainer.max_epochs)"}
+        print("RESULT " + json.dumps(result), flush=True)
+        return ""
 
     from bench.common import emit, table
-    from bench.detection import CONFIGS, run_one
 
-    torch.set_num_threads(args.threads)
-    data = ["data=mvtec", f"data.root={root}", f"data.categories=[{args.category}]"]
-    data += [f"data.image_size={args.image_size}", f"seed={args.seed}"]
-    rows = []
-    for name in args.config or ["default"]:
-        result, seconds = run_one([*data, *CONFIGS[name]])
-        rows.append([f"ae-lab {name}", result["test/image_auroc"], "60 (config)", seconds / 60])
-        print(f"[peers] {rows[-1]}", file=sys.stderr, flush=True)
-    budget = args.budget or max(r[3] for r in rows)
-    python = Path(args.peer_python)
+    # Every row is its own process with `--threads` torch threads, `--jobs` at a time, so ae-lab
+    # and the peers share the machine alike.
+    common = ["--root", str(root), "--category", args.category, "--seed", str(args.seed),
+              "--threads", str(args.threads), "--image-size", str(args.image_size)]  # fmt: skip
+    jobs = {
+        f"ae-lab {c}": [sys.executable, __file__, "--ae-lab", c, *common]
+        for c in args.config or ["default"]
+    }
     for peer in args.peer or PEERS:
-        if not python.is_file():
-            rows.append([f"anomalib {peer}", "not run", f"no interpreter at {python}", "-"])
-            continue
-        cmd = [str(python), __file__, "--worker", peer, "--root", str(root), "--category",
-               args.category, "--image-size", str(args.image_size), "--budget", str(budget),
-               "--seed", str(args.seed), "--threads", str(args.threads)]  # fmt: skip
-        start = time.perf_counter()
-        env = os.environ | {"OMP_NUM_THREADS": str(args.threads)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:120]
-            rows.append([f"anomalib {peer}", "failed", why, (time.perf_counter() - start) / 60])
-        else:
-            r = json.loads(lines[-1][len("RESULT ") :])
-            epochs = (
-                f"{r['epochs']} (stopped by the budget)"
-                if r["fit_min"] >= budget * 0.98
-                else r["epochs"]
-            )
-            rows.append(
-                [f"anomalib {peer}", r["image_auroc"], epochs, r["fit_min"] + r["test_min"]]
-            )
-        print(f"[peers] {rows[-1]}", file=sys.stderr, flush=True)
+        jobs[f"anomalib {peer}"] = [str(args.peer_python), __file__, "--worker", peer, *common,
+                                    "--budget", str(args.budget)]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": str(args.threads)}
+    logs = Path(tempfile.mkdtemp(prefix="peers-"))  # files, not pipes: a full pipe would block
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    results: dict[str, list] = {}
+    pending = list(jobs)
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            out, err = (open(logs / f"{name}.{s}", "w") for s in ("out", "err"))  # noqa: SIM115
+            proc = subprocess.Popen(jobs[name], stdout=out, stderr=err, env=env)
+            running[name] = (proc, time.perf_counter())
+        time.sleep(2)
+        for name, (proc, start) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            out, err = ((logs / f"{name}.{s}").read_text() for s in ("out", "err"))
+            minutes = (time.perf_counter() - start) / 60
+            lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not lines:
+                why = (err.strip().splitlines() or ["no output"])[-1][:120] + f" (logs: {logs})"
+                results[name] = [name, "failed", why, minutes]
+            else:
+                r = json.loads(lines[-1][len("RESULT ") :])
+                stopped = r.get("fit_min", 0) >= args.budget * 0.98
+                epochs = f"{r['epochs']} (stopped by the budget)" if stopped else r["epochs"]
+                results[name] = [name, r["image_auroc"], epochs, minutes]
+            print(f"[peers] {results[name]}", file=sys.stderr, flush=True)
+    rows = [results[name] for name in jobs]
+    budget = args.budget
     head = (
         f"Peers on {args.category} at {args.image_size} px, seed {args.seed}, {args.threads} "
-        f"torch thread(s) per run, peer training budget {budget:.1f} min; load average "
+        f"torch thread(s) per run, {args.jobs} runs at a time, peer training budget {budget:.1f} "
+        f"min; load average "
         f"{os.getloadavg()[0]:.1f}\n\n"
     )
     return emit(head + table(["model", "image AUROC", "epochs", "minutes (fit + test)"], rows))

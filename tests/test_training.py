@@ -26,7 +26,7 @@ def options(group: str) -> list[str]:
 
 def test_every_config_option_composes_and_instantiates():
     groups = {g: options(g) for g in ("data", "model", "loss", "trainer", "logger", "scoring")}
-    assert groups["model"] == ["ae", "unet", "unet_inpaint", "vae"]
+    assert groups["model"] == ["ae", "unet", "unet_coarse", "vae"]
     assert groups["loss"] == ["l1", "l2", "ssim", "ssim_l1"]
     assert {"mvtec", "synthetic"} <= set(groups["data"])
     for group, names in groups.items():

@@ -169,39 +169,3 @@ class VariationalAutoencoder(ConvAutoencoder):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decode(z)
 
-
-class InpaintingUNet(UNetAutoencoder):
-    """A U-Net that never sees the pixels it must reconstruct (RIAD, Zavrtanik et al. 2021).
-
-    The image is cut into square cells of `cell_sizes` pixels, dealt at random into `n_masks`
-    disjoint sets. Training hides one set (zeroed) and reconstructs the whole image. Evaluation
-    reconstructs each set from an input with that set hidden and pastes the sets together, for
-    every cell size, then averages over sizes: each pixel comes from a pass that did not see it,
-    so the skips cannot copy a defect through. Evaluation costs n_masks x len(cell_sizes) passes.
-    """
-
-    def __init__(
-        self, cell_sizes: Iterable[int] = (2, 4, 8, 16), n_masks: int = 3, **kwargs: int | str
-    ) -> None:
-        super().__init__(**kwargs)
-        self.cell_sizes, self.n_masks = tuple(cell_sizes), n_masks
-
-    def masks(self, x: Tensor, cell: int) -> Tensor:
-        """n_masks disjoint binary masks [n_masks, 1, 1, H, W] covering the image, cells of `cell` px."""
-        h, w = x.shape[-2:]
-        owner = torch.randint(self.n_masks, (1, 1, -(-h // cell), -(-w // cell)), device=x.device)
-        owner = nn.functional.interpolate(owner.float(), scale_factor=cell)[..., :h, :w]
-        return torch.stack([(owner == i).float() for i in range(self.n_masks)])
-
-    def forward_with_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """[B, C, H, W] -> (reconstruction [B, C, H, W], z of the unmasked image [B, latent_dim])."""
-        z = self.encode(x)
-        if self.training:  # one random cell size and hidden set per batch
-            cell = self.cell_sizes[torch.randint(len(self.cell_sizes), ()).item()]
-            hidden = self.masks(x, cell)[torch.randint(self.n_masks, ()).item()]
-            return super().forward_with_latent(x * (1 - hidden))[0], z
-        recon = torch.zeros_like(x)
-        for cell in self.cell_sizes:
-            for hidden in self.masks(x, cell):
-                recon += hidden * super().forward_with_latent(x * (1 - hidden))[0]
-        return recon / len(self.cell_sizes), z
