@@ -201,22 +201,25 @@ def test_full_disk_while_checkpointing_leaves_no_truncated_checkpoint(
 
     saves = []
 
-    def disk_full_in_second_epoch(checkpoint, path):
-        saves.append(path)
-        if checkpoint["epoch"] == 1:
+    def disk_full_after_the_first_epoch(checkpoint, path):
+        # By step, not by the saved `epoch` (it reads 1 or 2 depending on which hook saved).
+        saves.append(checkpoint["global_step"])
+        if checkpoint["global_step"] > saves[0]:
             Path(path).write_bytes(b"PK\x03\x04 half a zip")  # what a full disk leaves behind
             raise OSError(errno.ENOSPC, "No space left on device")
         torch.save(checkpoint, path)
 
-    monkeypatch.setattr(torch_io, "_atomic_save", disk_full_in_second_epoch)
+    monkeypatch.setattr(torch_io, "_atomic_save", disk_full_after_the_first_epoch)
     with pytest.raises(
         AeLabError, match=r"Could not write the checkpoint.*No space left.*ckpt_path"
     ):
-        train(tiny(tiny_mvtec, tmp_path, "trainer.max_epochs=2"))
+        # L2: with the SSIM loss (the default) this tiny run wrote no checkpoint after epoch 0
+        # (observed 2026-12-01, cause not traced yet), so the full disk was never hit.
+        train(tiny(tiny_mvtec, tmp_path, "trainer.max_epochs=2", "loss=l2"))
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert "last.ckpt" in files and not [f for f in files if f.endswith(".tmp")], files
     for file in (tmp_path / "checkpoints").glob("*.ckpt"):
-        assert torch.load(file, weights_only=False)["epoch"] == 0  # complete, from epoch 0
+        assert torch.load(file, weights_only=False)["global_step"] == saves[0]  # complete, epoch 0
 
 
 def test_wandb_without_network_or_key_says_so_in_one_line(monkeypatch, capsys):  # issue 20
