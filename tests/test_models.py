@@ -1,16 +1,13 @@
 """The three autoencoders: shapes, ranges, latent paths, skips, KL, errors, Hydra configs."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from ae_lab.errors import AeLabError
 from ae_lab.models import ConvAutoencoder, UNetAutoencoder, VariationalAutoencoder
+from tests.compose import compose_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 SMALL = {"image_size": 32, "base_channels": 8, "depth": 3, "latent_dim": 16}
 CLASSES = [ConvAutoencoder, UNetAutoencoder, VariationalAutoencoder]
 
@@ -136,9 +133,8 @@ def test_channels_last_input_gives_the_same_output(x):
     ],
 )
 def test_model_yaml_instantiates(name, cls, x):
-    cfg = OmegaConf.create(
-        {"data": {"image_size": 32}, "model": OmegaConf.load(CONF / "model" / f"{name}.yaml")}
-    )
+    # Composed by Hydra, as train.py sees it: unet_coarse extends unet through its defaults list.
+    cfg = compose_config([f"model={name}", "data.image_size=32"])
     assert cfg.model.name == name
     model = instantiate(cfg.model.net)
     assert type(model) is cls

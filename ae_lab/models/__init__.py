@@ -168,4 +168,3 @@ class VariationalAutoencoder(ConvAutoencoder):
         """Decode a sample of N(mu, exp(logvar)) in training, mu in eval."""
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         return self.decode(z)
-
