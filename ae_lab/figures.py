@@ -3,7 +3,7 @@
 Plotly (interactive W&B panels): `error_histograms`, `tsne_figure`, `histogram_grid`; each goes
 through `plain_figure` so W&B's Plotly panel can draw it. Matplotlib (W&B images, the notebook,
 the HTML report; labels in Spanish, the hand-in's language): `loss_curves`, `defect_histograms`,
-`tsne_scatter`, `auroc_heatmap`. Figures use the object-oriented API (`Figure`, no pyplot).
+`tsne_scatter`, `reconstruction_comparison`, `auroc_heatmap`. Figures use the object-oriented API (`Figure`, no pyplot).
 """
 
 import base64
@@ -147,10 +147,19 @@ def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure
     return fig
 
 
-def defect_histograms(scores: pd.DataFrame, category: str, per_row: int = 4) -> Figure:
+AXIS_NAMES = {
+    "score": "puntuación de anomalía",
+    "loss": "error de reconstrucción (pérdida de la corrida)",
+}
+
+
+def defect_histograms(
+    scores: pd.DataFrame, category: str, column: str = "score", per_row: int = 4
+) -> Figure:
     """One class: a panel per defect type, its images (red) against the class's good images (grey)
-    on the same bins, as fractions of each group; the panel title gives the defect's AUROC."""
-    column, axis = "score", "puntuación de anomalía"
+    on the same bins, as fractions of each group; the panel title gives the defect's AUROC of
+    `column` (`score`, or `loss`: the per-image error in the run's own loss)."""
+    axis = AXIS_NAMES.get(column, column)
     part = scores[scores["category"] == category]
     defects = sorted(set(part["defect"]) - {"good"})
     aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
@@ -158,7 +167,7 @@ def defect_histograms(scores: pd.DataFrame, category: str, per_row: int = 4) -> 
     edges = np.histogram_bin_edges(part[column].to_numpy(), bins=15)
     cols = max(1, min(per_row, len(defects)))
     rows = max(1, math.ceil(len(defects) / cols))
-    fig = Figure(figsize=(3.2 * cols, 2.6 * rows + 0.6), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(max(4.8, 3.2 * cols), 2.6 * rows + 0.8), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
     for ax, defect in zip(axes, defects, strict=False):
         values = part.loc[part["defect"] == defect, column].to_numpy()
@@ -172,20 +181,55 @@ def defect_histograms(scores: pd.DataFrame, category: str, per_row: int = 4) -> 
         ax.set_ylabel("fracción de imágenes", fontsize=8)
     for ax in axes[len(defects) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{category}: {axis}, buenas contra cada defecto")
+    fig.suptitle(f"{category}: {axis},\nbuenas contra cada defecto", fontsize=10)
     return fig
 
 
-def tsne_scatter(table: pd.DataFrame, title: str) -> Figure:
-    """An `tsne_table` (x, y, category) as a scatter, one colour per class."""
-    fig = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    for i, (cat, part) in enumerate(table.groupby("category", sort=True)):
-        ax.scatter(
-            part["x"], part["y"], s=14, alpha=0.8, color=f"C{i}", label=f"{cat} ({len(part)})"
-        )
+def tsne_scatter(table: pd.DataFrame, title: str, by: str = "category", ax=None) -> Figure:
+    """A `tsne_table` (x, y, category, label) as a scatter, one colour per class (`by="category"`)
+    or good vs defective (`by="label"`); drawn on `ax` when given."""
+    if ax is None:
+        ax = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained").subplots()
+    names = {0: "buenas", 1: "defectuosas"} if by == "label" else {}
+    colours = {0: GOOD_GREY[1], 1: "tab:red"} if by == "label" else {}
+    for i, (value, part) in enumerate(table.groupby(by, sort=True)):
+        ax.scatter(part["x"], part["y"], s=12, alpha=0.7, color=colours.get(value, f"C{i}"),
+                   label=f"{names.get(value, value)} ({len(part)})")  # fmt: skip
     ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
-    ax.legend(title="clase", fontsize=8)
+    ax.legend(title="clase" if by == "category" else "imágenes", fontsize=8)
+    return ax.figure
+
+
+def reconstruction_comparison(
+    images: np.ndarray,
+    masks: np.ndarray,
+    models: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    row_titles: list[str],
+) -> Figure:
+    """Test images in rows: the original, then per model its reconstruction and anomaly map, then
+    the ground-truth mask. images uint8 [N,H,W,3]; masks [N,H,W]; models: name -> (recons uint8
+    [N,H,W,3], maps [N,H,W], vmax); each model's maps share one inferno scale 0..vmax (colour bar)."""
+    n, cols = len(images), 2 + 2 * len(models)
+    fig = Figure(figsize=(1.25 * cols + 0.4, 1.3 * n + 1.2), dpi=DPI, layout="constrained")
+    axes = fig.subplots(n, cols, squeeze=False)
+    headers = ["original"]
+    for name in models:
+        headers += [f"reconstrucción\n{name}", f"mapa de anomalía\n{name}"]
+    for ax, header in zip(axes[0], [*headers, "máscara"], strict=True):
+        ax.set_title(header, fontsize=8)
+    for i in range(n):
+        axes[i, 0].imshow(images[i])
+        axes[i, 0].set_ylabel(row_titles[i], fontsize=7, rotation=0, ha="right", va="center")
+        axes[i, -1].imshow(masks[i], cmap="gray", vmin=0, vmax=1)
+    for j, (name, (recons, maps, vmax)) in enumerate(models.items()):
+        for i in range(n):
+            axes[i, 1 + 2 * j].imshow(recons[i])
+            shown = axes[i, 2 + 2 * j].imshow(maps[i], cmap="inferno", vmin=0.0, vmax=vmax)
+        fig.colorbar(shown, ax=axes[:, 2 + 2 * j], location="bottom", shrink=0.9, pad=0.01,
+                     label=f"error ({name}): 0 a {vmax:.3g}")  # fmt: skip
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
     return fig
 
 

@@ -61,9 +61,10 @@ def test_unet_skip_levels_build_one_fusion_per_level(x):
     assert unet.skip_levels == (1, 2)
     assert sorted(unet.skip_fuse) == ["1", "2"]
     assert unet(x).shape == x.shape
+    assert UNetAutoencoder(**SMALL, skip_levels=[-1]).skip_levels == (2,)  # the deepest
 
 
-@pytest.mark.parametrize("levels", [[3], [-1], [0, "1"]])
+@pytest.mark.parametrize("levels", [[3], [-4], [0, "1"], [True]])
 def test_unet_rejects_invalid_skip_levels(levels):
     with pytest.raises(AeLabError, match=r"skip_levels.*0\.\.2"):
         UNetAutoencoder(**SMALL, skip_levels=levels)

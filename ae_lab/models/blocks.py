@@ -76,19 +76,21 @@ def check_architecture(
 
 
 def resolve_skip_levels(skip_levels: Iterable[int] | None, depth: int) -> tuple[int, ...]:
-    """Sorted unique skip levels; None means every level 0..depth-1."""
+    """Sorted unique skip levels; None means every level 0..depth-1; -1 is the deepest, as in a
+    Python index (`unet_coarse` stays right at any `model.net.depth`)."""
     if skip_levels is None:
         return tuple(range(depth))
     levels = list(skip_levels)
     bad = [lv for lv in levels if isinstance(lv, bool) or not isinstance(lv, int)]
-    bad += [lv for lv in levels if lv not in bad and not 0 <= lv < depth]
+    bad += [lv for lv in levels if lv not in bad and not -depth <= lv < depth]
     if bad:
         raise AeLabError(
             f"model.net.skip_levels={levels} contains invalid levels {bad}: each level must be an "
             f"integer in 0..{depth - 1} (model.net.depth={depth}; 0 is the shallowest, "
-            "highest-resolution level). Use null for all levels or [] for none."
+            f"highest-resolution level; -1..-{depth} count from the deepest). Use null for all "
+            "levels or [] for none."
         )
-    return tuple(sorted(set(levels)))
+    return tuple(sorted({lv % depth for lv in levels}))
 
 
 def conv_norm_act(in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:

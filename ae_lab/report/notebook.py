@@ -12,6 +12,7 @@ plus its images in `<name>_files/`.
 """
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -77,7 +78,9 @@ def execute(notebook: Path, out: Path, parameters: dict) -> None:
 
 
 def export_markdown(executed: Path) -> Path:
-    """`jupyter nbconvert --to markdown`: `<name>.md` and `<name>_files/` next to `executed`."""
+    """`jupyter nbconvert --to markdown`: `<name>.md` and `<name>_files/` next to `executed`; the
+    folder is emptied first, so it holds only the images the new Markdown references."""
+    shutil.rmtree(executed.parent / f"{executed.stem}_files", ignore_errors=True)
     cmd = [
         sys.executable, "-m", "nbconvert", "--to", "markdown", str(executed),
         f"--NbConvertBase.display_data_priority={MARKDOWN_PRIORITY!r}",
