@@ -138,8 +138,13 @@ class AutoencoderModule(L.LightningModule):
 
     def _diverged(self, problem: str) -> NonFiniteLossError:
         """The error for a diverged run: what went wrong, which checkpoint is good, what to try."""
-        last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or ""
-        if last and Path(last).is_file():
+        # last.ckpt: a `save_last` file, or that of a monitor-free top-1 checkpoint (the latest).
+        saved = [
+            cb.last_model_path or (cb.monitor is None and cb.best_model_path)
+            for cb in self.trainer.checkpoint_callbacks
+        ]
+        last = next((path for path in saved if path and Path(path).is_file()), "")
+        if last:
             saved = (
                 f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights are "
                 f"finite (evaluate it with `train=false ckpt_path={last}`)."

@@ -102,10 +102,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ensure_wandb_mode()
         Path(cfg.logger.get("save_dir") or ".").mkdir(parents=True, exist_ok=True)
         logger = hydra.utils.instantiate(cfg.logger)
+    checkpoints = {n for n, c in cfg.callbacks.items() if c and "ModelCheckpoint" in c._target_}
     callbacks = [
-        hydra.utils.instantiate(c, **({"dirpath": ckpt_dir} if name == "model_checkpoint" else {}))
+        hydra.utils.instantiate(c, **({"dirpath": ckpt_dir} if name in checkpoints else {}))
         for name, c in cfg.callbacks.items()
-        if c and (logger is not None or name == "model_checkpoint")  # the others log
+        if c and (logger is not None or name in checkpoints)  # the others log
     ]
     trainer = build_trainer(cfg, logger, callbacks, out_dir)
     if logger is not None:

@@ -74,12 +74,28 @@ def test_resume_from_last_checkpoint_then_evaluate_it(tiny_mvtec, tmp_path):
         train(compose_config([*base, "loss=l1", "trainer.max_epochs=3", f"ckpt_path={last}"]))
     resumed = compose_config([*base, "trainer.max_epochs=3", f"ckpt_path={last}", "test=false"])
     state = torch.load(train(resumed)["last_checkpoint"], weights_only=False)
-    # 2 batches per epoch x 3 epochs: the first epoch was not redone. (`epoch` reads 2 or 3
-    # depending on whether the last save came from the last validation or the end of fit.)
-    assert state["global_step"] == 6 and state["epoch"] in (2, 3)
+    # 2 batches per epoch x 3 epochs: the first epoch was not redone.
+    assert state["global_step"] == 6 and state["epoch"] == 2
     evaluated = train(compose_config([*base, "train=false", f"ckpt_path={last}"]))
     assert "train/loss" not in evaluated
     assert math.isfinite(evaluated["test/image_auroc"])
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_the_final_step_when_val_loss_stops_improving(tiny_mvtec, tmp_path):
+    # mode=max + L2 (its val/loss falls every epoch here): the "best" stays at epoch 0 while
+    # training goes on, as when val/loss plateaus. Lightning 2.6's save_last then left last.ckpt at
+    # epoch 0, and resuming lost the later epochs.
+    base = tiny_overrides(tiny_mvtec, tmp_path / "run", CATEGORIES)
+    overrides = [
+        "test=false",
+        "trainer.max_epochs=3",
+        "loss=l2",
+        "callbacks.model_checkpoint.mode=max",
+    ]
+    result = train(compose_config([*base, *overrides]))
+    assert torch.load(result["best_checkpoint"], weights_only=False)["global_step"] == 2
+    assert torch.load(result["last_checkpoint"], weights_only=False)["global_step"] == 6
 
 
 @pytest.mark.slow
