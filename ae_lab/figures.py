@@ -147,10 +147,7 @@ def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure
     return fig
 
 
-AXIS_NAMES = {
-    "score": "puntuación de anomalía",
-    "loss": "error de reconstrucción (pérdida de la corrida)",
-}
+AXIS_NAMES = {"score": "puntuación de anomalía", "loss": "error de reconstrucción (pérdida)"}
 
 
 def defect_histograms(
@@ -190,11 +187,12 @@ def tsne_scatter(table: pd.DataFrame, title: str, by: str = "category", ax=None)
     or good vs defective (`by="label"`); drawn on `ax` when given."""
     if ax is None:
         ax = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained").subplots()
-    names = {0: "buenas", 1: "defectuosas"} if by == "label" else {}
-    colours = {0: GOOD_GREY[1], 1: "tab:red"} if by == "label" else {}
+    style = {0: ("buenas", GOOD_GREY[1]), 1: ("defectuosas", "tab:red")} if by == "label" else {}
     for i, (value, part) in enumerate(table.groupby(by, sort=True)):
-        ax.scatter(part["x"], part["y"], s=12, alpha=0.7, color=colours.get(value, f"C{i}"),
-                   label=f"{names.get(value, value)} ({len(part)})")  # fmt: skip
+        name, colour = style.get(value, (value, f"C{i}"))
+        ax.scatter(
+            part["x"], part["y"], s=12, alpha=0.7, color=colour, label=f"{name} ({len(part)})"
+        )
     ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
     ax.legend(title="clase" if by == "category" else "imágenes", fontsize=8)
     return ax.figure
@@ -212,10 +210,10 @@ def reconstruction_comparison(
     n, cols = len(images), 2 + 2 * len(models)
     fig = Figure(figsize=(1.25 * cols + 0.4, 1.3 * n + 1.2), dpi=DPI, layout="constrained")
     axes = fig.subplots(n, cols, squeeze=False)
-    headers = ["original"]
-    for name in models:
-        headers += [f"reconstrucción\n{name}", f"mapa de anomalía\n{name}"]
-    for ax, header in zip(axes[0], [*headers, "máscara"], strict=True):
+    headers = [
+        f"{what}\n{name}" for name in models for what in ("reconstrucción", "mapa de anomalía")
+    ]
+    for ax, header in zip(axes[0], ["original", *headers, "máscara"], strict=True):
         ax.set_title(header, fontsize=8)
     for i in range(n):
         axes[i, 0].imshow(images[i])
@@ -228,8 +226,7 @@ def reconstruction_comparison(
         fig.colorbar(shown, ax=axes[:, 2 + 2 * j], location="bottom", shrink=0.9, pad=0.01,
                      label=f"error ({name}): 0 a {vmax:.3g}")  # fmt: skip
     for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
     return fig
 
 

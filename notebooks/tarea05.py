@@ -336,7 +336,7 @@ show_md(
 # [3, H, W]`; las máscaras se redimensionan con vecino más cercano para seguir siendo binarias.
 #
 # **Alineación.** El tornillo yace a cualquier ángulo, en MVTec AD y en el sintético. Un objeto
-# girado no es un defecto, y un autoencoder que debe codificar la pose gasta en ello parte de `z`
+# girado no es un defecto, y un autoencoder que debe codificar la pose dedica a ello parte de `z`
 # y pierde el detalle fino (medido en `bench/README.md`, sección *Detection quality*). Antes de
 # entrenar y de puntuar (`ae_lab/data/pose.py`, con los momentos de la imagen), las clases de
 # `data.align` se ponen de pie (eje principal vertical, la cabeza arriba) y se centran; las de
@@ -781,6 +781,25 @@ for name in RESULTS:
             show_figure(figures.defect_histograms(part, cat, column="loss"))
             show_image(logged(run["run_id"], f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{cat}")[0][0])
     credit(name)
+
+# %% [markdown]
+# Las dos vistas en cifras: por corrida, el AUROC (media de las clases) del error de
+# reconstrucción y el de la puntuación de anomalía.
+
+# %%
+rows = []
+for name, out in RESULTS.items():
+    for _, run in runs_of(name).iterrows():
+        part = out.data.scores[out.data.scores["run_id"] == run["run_id"]]
+        aurocs = [
+            defect_aurocs(part, c).query("defect == 'all'")["auroc"].mean()
+            for c in ("loss", "score")
+        ]
+        rows.append((name, run["label"], *aurocs))
+VIEWS = pd.DataFrame(
+    rows, columns=["datos", "corrida", "AUROC del error", "AUROC de la puntuación"]
+)
+show_table(VIEWS, title="Qué separa mejor: el error de reconstrucción o la puntuación")
 
 # %% [markdown]
 # **Lectura.** El error de reconstrucción medio de la imagen entera separa mal: un defecto ocupa
