@@ -3,7 +3,8 @@
 Plotly (interactive W&B panels): `error_histograms`, `tsne_figure`, `histogram_grid`; each goes
 through `plain_figure` so W&B's Plotly panel can draw it. Matplotlib (W&B images, the notebook,
 the HTML report; labels in Spanish, the hand-in's language): `loss_curves`, `defect_histograms`,
-`tsne_scatter`, `reconstruction_comparison`, `auroc_heatmap`. Figures use the object-oriented API (`Figure`, no pyplot).
+`tsne_scatter`, `reconstruction_comparison`, `auroc_heatmap`. Figures use the object-oriented API
+(`Figure`, no pyplot).
 """
 
 import base64

@@ -77,6 +77,11 @@ def test_datamodule_aligns_only_the_named_categories(synthetic_root: Path, tmp_p
     rows = dark.any(axis=2).sum(axis=1)
     cols = dark.any(axis=1).sum(axis=1)
     assert np.median(rows) > 2 * np.median(cols)
+    # Every one with its head (the widest part) up, despite the plate's texture.
+    width = dark.sum(axis=2)  # [N, rows]
+    widest = width.argmax(axis=1)
+    middle = np.array([np.nonzero(w)[0].mean() for w in width])
+    assert (widest < middle).all(), (widest, middle)
 
 
 @pytest.mark.parametrize("degrees", [-12.0, 0.0, 8.0, 20.0])
