@@ -220,12 +220,12 @@ def reconstruction_comparison(
         axes[i, 0].imshow(images[i])
         axes[i, 0].set_ylabel(row_titles[i], fontsize=7, rotation=0, ha="right", va="center")
         axes[i, -1].imshow(masks[i], cmap="gray", vmin=0, vmax=1)
-    for j, (name, (recons, maps, vmax)) in enumerate(models.items()):
+    for j, (recons, maps, vmax) in enumerate(models.values()):
         for i in range(n):
             axes[i, 1 + 2 * j].imshow(recons[i])
             shown = axes[i, 2 + 2 * j].imshow(maps[i], cmap="inferno", vmin=0.0, vmax=vmax)
-        fig.colorbar(shown, ax=axes[:, 2 + 2 * j], location="bottom", shrink=0.9, pad=0.01,
-                     label=f"error ({name}): 0 a {vmax:.3g}")  # fmt: skip
+        bar = fig.colorbar(shown, ax=axes[:, 2 + 2 * j], location="bottom", shrink=0.9, pad=0.01)
+        bar.set_label(f"error: 0 a {vmax:.2g}", fontsize=8)  # the header names the model
     for ax in axes.ravel():
         ax.set(xticks=[], yticks=[])
     return fig
