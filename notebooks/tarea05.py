@@ -32,7 +32,7 @@
 # secciones 3 y 4 lo muestran leído del propio paquete, así que no puede quedar desactualizado.
 
 # %% tags=["parameters"]
-# Parámetros (celda etiquetada parameters: papermill los reemplaza con -p NOMBRE VALOR)
+# Parámetros: `make notebook NOTEBOOK_ARGS="-p NOMBRE VALOR"` cambia cualquiera de ellos
 DATA = "synthetic"  # grilla principal: "synthetic" (sustituto) o "mvtec" (MVTec AD en DATA_ROOT)
 DATA_ROOT = None  # None: carpeta del sintético según su tamaño; con "mvtec", la de MVTec AD
 CATEGORIES = ["cable", "capsule", "screw", "transistor"]
@@ -768,7 +768,8 @@ for name in RESULTS:
         maps = out["map"][:, 0].numpy()
         name_ = run["label"].rsplit("-z", 1)[0]  # "ae-ssim-z128" -> "ae-ssim"
         models[name_] = (as_uint8(out["recon"]), maps, float(np.quantile(maps, 0.999)))
-    titles = [f"{c}\n{d}" for c, d in zip(chosen["category"], chosen["defect"], strict=True)]
+    spanish = {"good": "buena", "defect": "defecto"}  # nombres de carpeta de MVTec AD
+    titles = [f"{r.category}\n{spanish.get(r.defect, r.defect)}" for r in chosen.itertuples()]
     COMPARED[name] = chosen
     n_good = int((chosen["label"] == 0).sum())
     for part, rows in (("buenas", slice(0, n_good)), ("defectuosas", slice(n_good, None))):
