@@ -19,8 +19,8 @@
 # cuatro funciones de pérdida (L1, L2, SSIM y SSIM+L1) en dos conjuntos de datos:
 #
 # - **Imágenes reales**: la clase *screw* (tornillo) de MVTec AD, la única de las cuatro clases de
-#   la tarea disponible en esta máquina. Es la prueba que importa: dice si los modelos detectan
-#   defectos reales.
+#   la tarea de la que se dispuso para esta entrega. Es la prueba que importa: dice si los
+#   modelos detectan defectos reales.
 # - **Un sustituto sintético** de las cuatro clases de la tarea (`cable`, `capsule`, `screw`,
 #   `transistor`), generado por el repositorio con la estructura de carpetas de MVTec AD: sin
 #   descargar los 5 GB del conjunto completo permite correr la grilla sobre cuatro clases y
@@ -339,8 +339,9 @@ show_md(
 # `IMAGE_SIZE` con interpolación bilineal antialiasada y se escala a [0, 1] como tensor `float32
 # [3, H, W]`; las máscaras se redimensionan con vecino más cercano para seguir siendo binarias.
 #
-# **Alineación.** El tornillo yace a cualquier ángulo, en MVTec AD y en el sintético. Un objeto
-# girado no es un defecto, y un autoencoder que debe codificar la pose dedica a ello parte de `z`
+# **Alineación.** En MVTec AD el tornillo yace a cualquier ángulo; en el sintético, tumbado con un
+# pequeño giro (hasta 3 grados; de 6 a 10 en las imágenes que llevan la perturbación de pose). Un
+# objeto girado no es un defecto, y un autoencoder que debe codificar la pose dedica a ello parte de `z`
 # y pierde el detalle fino (medido en `bench/README.md`, sección *Detection quality*). Antes de
 # entrenar y de puntuar (`ae_lab/data/pose.py`, con los momentos de la imagen), las clases de
 # `data.align` se ponen de pie (eje principal vertical, la cabeza arriba) y se centran; las de
