@@ -26,6 +26,7 @@ EXPECTED = {
 }
 # Not here, for time (each trains several processes, ~1 min at --quick on 2 cores): bench/grid.py
 # (the grid itself is tested in test_sweeps.py) and bench/memory.py; `make bench` runs them.
+# bench/peers.py needs anomalib in its own venv (pyproject's `peers` extra), never installed by CI.
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
