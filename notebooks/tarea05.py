@@ -58,6 +58,7 @@ REAL_EPOCHS = 60  # épocas de cada corrida real (las de la configuración por d
 REAL_GROUP = None  # grupo de W&B con esa grilla ya entrenada; None: se entrena aquí
 
 # %%
+import functools
 import inspect
 import io
 import json
@@ -734,6 +735,14 @@ def pick_test(scores: pd.DataFrame, n: int = 8) -> pd.DataFrame:
 
 
 # %%
+@functools.cache
+def test_split(data_yaml: str) -> tuple[dict[str, int], object]:
+    """El test de una configuración de datos, cargado una vez por conjunto (las corridas de una
+    grilla comparten sus datos): ruta -> posición, y el dataset."""
+    data = hydra.utils.instantiate(OmegaConf.create(data_yaml))
+    return {p: i for i, p in enumerate(data.table("test")["path"])}, data.dataset("test")
+
+
 @torch.no_grad()
 def predict(run_id: str, paths: list[str]) -> dict:
     """Carga el mejor checkpoint de la corrida con su propia configuración y corre `test_step`
@@ -745,9 +754,8 @@ def predict(run_id: str, paths: list[str]) -> dict:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
     module.eval()
-    data = hydra.utils.instantiate(cfg.data)
-    position = {p: i for i, p in enumerate(data.table("test")["path"])}
-    batch = data.dataset("test").__getitems__([position[p] for p in paths])
+    position, dataset = test_split(OmegaConf.to_yaml(cfg.data, resolve=True))
+    batch = dataset.__getitems__([position[p] for p in paths])
     return batch | module.test_step(batch, 0)
 
 
