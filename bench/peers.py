@@ -84,7 +84,7 @@ def run_peer(name: str, root: Path, category: str, size: int, minutes: float, se
 
 
 def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", help="an MVTec-layout folder")
     p.add_argument("--category", action="append", help="class folder(s) under --root")
     p.add_argument("--synthetic", action="store_true", help="the demo's set (sweeps/demo.yaml)")
@@ -136,6 +136,11 @@ def main(argv: list[str] | None = None) -> str:
         epochs = f"{compose(data).trainer.max_epochs} (trainer.max_epochs)"
         print("RESULT " + json.dumps({"image_auroc": per_class, "epochs": epochs}), flush=True)
         return ""
+    if not Path(args.peer_python).is_file():  # before ae-lab's rows spend minutes training
+        p.error(
+            f"no anomalib interpreter at --peer-python {args.peer_python}: create it with "
+            '`python -m venv .venv-peers && .venv-peers/bin/pip install "anomalib==2.7.0"`'
+        )
     return compare(args, root)
 
 

@@ -26,7 +26,8 @@ EXPECTED = {
 }
 # Not here, for time (each trains several processes, ~1 min at --quick on 2 cores): bench/grid.py
 # (the grid itself is tested in test_sweeps.py) and bench/memory.py; `make bench` runs them.
-# bench/peers.py needs anomalib in its own venv (pyproject's `peers` extra), never installed by CI.
+# bench/peers.py needs anomalib in its own venv (pyproject's `peers` extra), never installed by CI;
+# its fail-fast check is tested below.
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -64,3 +65,15 @@ def test_run_rejects_unknown_benchmark():
         [sys.executable, "bench/run.py", "--only", "nope"], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_peers_without_anomalib_stops_before_training(tmp_path):
+    """bench/peers.py checks the peers' interpreter first: no ae-lab row trains for minutes to
+    then find anomalib missing."""
+    argv = ["bench/peers.py", "--root", str(tmp_path), "--category", "screw"]
+    proc = subprocess.run(
+        [sys.executable, *argv, "--peer-python", str(tmp_path / "none")],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no anomalib interpreter" in proc.stderr
+    assert 'pip install "anomalib==2.7.0"' in proc.stderr and "Traceback" not in proc.stderr
