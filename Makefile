@@ -39,7 +39,7 @@ test-fast: setup
 # With real images: make notebook REAL_ROOT=<MVTec-layout folder> [NOTEBOOK_ARGS="-p REAL_GROUP g"].
 REAL_ROOT ?=
 notebook: setup
-	$(PY) -m ae_lab.report.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb \
+	$(PY) -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb \
 		$(if $(REAL_ROOT),-p REAL_ROOT $(REAL_ROOT)) $(NOTEBOOK_ARGS)
 
 bench: setup

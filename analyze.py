@@ -17,7 +17,7 @@ import shlex
 import sys
 
 from ae_lab.analysis.report import run_analysis
-from ae_lab.errors import AeLabError
+from ae_lab.errors import AeLabError, error_line
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             log_to_wandb=not args.no_wandb,
         )
     except AeLabError as err:
-        print(f"\n[ae-lab] error: {err}\n", file=sys.stderr)
+        error_line(str(err))
         return 2
     lines = ["", f"[ae-lab] analysed {len(result.data.runs)} runs from {result.data.source}"]
     lines += [f"  report           {result.index_html.resolve()}"]

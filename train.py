@@ -15,8 +15,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from ae_lab.cli import check_output_root, run_cli
 from ae_lab.sweep import hydra_argv
-from ae_lab.training import check_output_root, run_cli, train
+from ae_lab.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -1,14 +1,11 @@
-"""What a run sends to W&B: online or offline, the logger (test metrics to the run summary), which
-images the media show, t-SNE maps of the latents, and the media callback."""
+"""The media callback: what a run shows in W&B (reconstructions, t-SNE maps of the latents, score
+tables and histograms), which images it shows, from what the module's steps return."""
 
 import functools
 import logging
-import netrc
-import os
-import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
@@ -16,13 +13,13 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from ae_lab import keys
-from ae_lab.errors import AeLabError
+from ae_lab.batch import Batch, Predictions
+from ae_lab.errors import check_number
 from ae_lab.figures import (
     defect_histograms,
     error_histograms,
@@ -34,8 +31,6 @@ from ae_lab.images import anomaly_strip, reconstruction_grid
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_BEST = "checkpoint/best"  # summary: path of the best checkpoint of this run
-CHECKPOINT_EVALUATED = "checkpoint/evaluated"  # summary: checkpoint the test metrics come from
 EPOCH_AXIS_KEYS = (
     *keys.LOSS_CURVES,
     keys.VAL_RECONSTRUCTIONS,
@@ -43,58 +38,6 @@ EPOCH_AXIS_KEYS = (
     keys.VAL_LATENT_TSNE_TABLE,
     keys.VAL_LATENT_TSNE_IMAGE,
 )
-
-
-# ---- online or offline, never a login prompt -----------------------------------------------------
-def ensure_wandb_mode() -> str:
-    """The W&B mode to use: an explicit `WANDB_MODE` (offline, disabled) is respected; otherwise
-    offline, with one line saying why, when there are no credentials or W&B's server does not
-    answer within 3 s (instead of a login prompt or a 90 s hang); `WANDB_MODE=online` then fails
-    with the fix."""
-    mode = os.environ.get("WANDB_MODE")
-    if mode and mode != "online":
-        return mode
-    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
-    try:  # an API key in the environment or in the netrc file that `wandb login` writes
-        netrc_file = netrc.netrc(os.environ.get("NETRC"))
-        has_key = bool(os.environ.get("WANDB_API_KEY") or netrc_file.authenticators(host))
-    except (OSError, netrc.NetrcParseError):
-        has_key = bool(os.environ.get("WANDB_API_KEY"))
-    if not has_key:
-        why = "no W&B credentials found"
-    else:
-        try:
-            socket.create_connection((host, port), timeout=3).close()
-            return "online"
-        except OSError as exc:
-            why = f"W&B credentials found but {host} does not answer ({exc})"
-    if mode == "online":
-        raise AeLabError(
-            f"WANDB_MODE=online but {why}: run `wandb login` once (and check the network), or log "
-            "offline with WANDB_MODE=offline, or run without W&B with logger=none."
-        )
-    os.environ["WANDB_MODE"] = "offline"
-    print(
-        f"[ae-lab] {why}: logging offline under ./wandb (or $WANDB_DIR/wandb). Upload later with "
-        "`wandb sync --sync-all` after `wandb login`."
-    )
-    return "offline"
-
-
-class SummaryWandbLogger(WandbLogger):
-    """`WandbLogger` whose `test/...` scalars go to `run.summary`: one value per run belongs in the
-    runs table and bar charts, not in ~40 one-point line panels of the history."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        test = {k: float(v) for k, v in metrics.items() if k.startswith("test/")}
-        if test:
-            self.experiment.summary.update(test)
-        # Lightning adds `epoch` to the test logs; alone it would still make a history row.
-        rest = {k: v for k, v in metrics.items() if k not in test and not (test and k == "epoch")}
-        if rest:
-            super().log_metrics(rest, step)
 
 
 # ---- which images the media show: fixed and seeded, the same every epoch and run -------------
@@ -160,10 +103,9 @@ def never_fatal(hook: Callable[..., None]) -> Callable[..., None]:
         try:
             hook(self, *args, **kwargs)
         except Exception as exc:
-            log.warning(
-                "W&B media skipped: %s failed (%s: %s)", hook.__name__, type(exc).__name__, exc,
-                exc_info=True,  # a bug in a media hook should still be visible
-            )  # fmt: skip
+            # exc_info: a bug in a media hook should still be visible
+            name, kind = hook.__name__, type(exc).__name__
+            log.warning("W&B media skipped: %s failed (%s: %s)", name, kind, exc, exc_info=True)
 
     return guarded
 
@@ -174,18 +116,31 @@ def wandb_run(trainer: L.Trainer) -> Any | None:
     return loggers[0].experiment if loggers and trainer.is_global_zero else None
 
 
-def _collect(store: dict[str, Any], batch: dict[str, Any], outputs: dict[str, Any], rows: list):
-    """Keep a batch's latents and metadata, and the picked rows' image panels (on the CPU)."""
-    index = batch["index"].tolist()
-    store["z"].append(outputs["z"].detach().flatten(1).float().cpu())
-    meta = {k: list(batch[k]) for k in ("path", "category", "defect")}
-    store["meta"].append(pd.DataFrame(meta | {"label": batch["label"].tolist()}, index=index))
-    panels = [outputs["recon"], outputs.get("map"), batch.get("mask")]
+@dataclass
+class Panel:
+    """The tensors one shown image needs, on the CPU: image and recon [3,S,S]; test only: its
+    anomaly map and ground-truth mask [1,S,S]."""
+
+    image: Tensor
+    recon: Tensor
+    anomaly_map: Tensor | None = None
+    mask: Tensor | None = None
+
+
+def _collect(store: dict[str, Any], batch: Batch, out: Predictions, rows: list[int], test: bool):
+    """Keep a batch's latents and metadata, and the picked rows' panels (on the CPU)."""
+    index = batch.index.tolist()
+    store["z"].append(out.z.detach().flatten(1).float().cpu())
+    meta = {"path": batch.path, "category": batch.category, "defect": batch.defect}
+    store["meta"].append(pd.DataFrame(meta | {"label": batch.label.tolist()}, index=index))
     for i, row in enumerate(index):
         if row in rows:
-            store["picked"][row] = [batch["image"][i].float().cpu()] + [
-                t[i].detach().float().cpu() for t in panels if t is not None
-            ]
+            store["picked"][row] = Panel(
+                image=batch.image[i].float().cpu(),
+                recon=out.recon[i].detach().float().cpu(),
+                anomaly_map=out.anomaly_map[i].float().cpu() if test else None,
+                mask=batch.mask[i].float().cpu() if test else None,
+            )
 
 
 class WandbMediaCallback(Callback):
@@ -210,6 +165,15 @@ class WandbMediaCallback(Callback):
         selection_seed: int = 0,
         grid_columns: int = 8,
     ) -> None:
+        limits = {
+            "every_n_epochs": (every_n_epochs, 0),
+            "tsne_every_n_epochs": (tsne_every_n_epochs, 0),
+            "n_images": (n_images, 1),
+            "selection_seed": (selection_seed, 0),
+            "grid_columns": (grid_columns, 1),
+        }
+        for name, (value, low) in limits.items():
+            check_number(WandbMediaCallback, name, value, low, 10_000, integer=True)
         self.every_n_epochs, self.tsne_every_n_epochs = every_n_epochs, tsne_every_n_epochs
         self.n_images, self.tsne_test = n_images, tsne_test
         self.seed, self.grid_columns = selection_seed, grid_columns
@@ -247,13 +211,13 @@ class WandbMediaCallback(Callback):
     @never_fatal
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if wandb_run(trainer) is not None and not trainer.sanity_checking:
-            _collect(self._store["val"], batch, outputs, self._rows.get("val", []))
+            _collect(self._store["val"], batch, outputs, self._rows.get("val", []), test=False)
 
     @never_fatal
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if wandb_run(trainer) is not None:
-            _collect(self._store["test"], batch, outputs, self._rows.get("test", []))
-            self._store["test"]["scores"].append(outputs["scores"])
+            _collect(self._store["test"], batch, outputs, self._rows.get("test", []), test=True)
+            self._store["test"]["scores"].append(outputs.scores)
 
     # ---- validation media -----------------------------------------------------------------------
     @never_fatal
@@ -281,9 +245,12 @@ class WandbMediaCallback(Callback):
             # workspace otherwise gives every key its own panel.
             epochs, train, val = (list(x) for x in zip(*self._losses, strict=True))
             chart = wandb.plot.line_series(
-                xs=epochs, ys=[train, val], keys=[keys.TRAIN_LOSS, keys.VAL_LOSS],
-                title="train/loss and val/loss", xname=keys.EPOCH,
-            )  # fmt: skip
+                xs=epochs,
+                ys=[train, val],
+                keys=[keys.TRAIN_LOSS, keys.VAL_LOSS],
+                title="train/loss and val/loss",
+                xname=keys.EPOCH,
+            )
             run.log({keys.TRAIN_VAL_LOSS: chart})
 
     def _log_val_media(self, trainer: L.Trainer, epoch: int, recon: bool, tsne: bool) -> None:
@@ -295,8 +262,8 @@ class WandbMediaCallback(Callback):
         payload: dict[str, Any] = {keys.EPOCH: epoch}
         if recon:
             rows = [r for r in self._rows["val"] if r in store["picked"]]
-            images = torch.stack([store["picked"][r][0] for r in rows])
-            recons = torch.stack([store["picked"][r][1] for r in rows])
+            images = torch.stack([store["picked"][r].image for r in rows])
+            recons = torch.stack([store["picked"][r].recon for r in rows])
             caption = (
                 f"epoch {epoch}: originals (rows 1, 3, ...) above their reconstructions "
                 f"(rows 2, 4, ...); {len(rows)} fixed validation images, classes round-robin"
@@ -347,11 +314,9 @@ class WandbMediaCallback(Callback):
             fig = tsne_figure(table, color="status", symbol="category", title=title)
             payload[keys.TEST_LATENT_TSNE] = wandb.Plotly(fig)
         run.log(payload)
-        if trainer.ckpt_path:
-            run.summary[CHECKPOINT_EVALUATED] = str(trainer.ckpt_path)
 
     def _test_strips(
-        self, scores: pd.DataFrame, picked: dict[int, list[Tensor]], rows: list[int]
+        self, scores: pd.DataFrame, picked: dict[int, Panel], rows: list[int]
     ) -> list[Any]:
         """One captioned 1x4 strip (original | reconstruction | anomaly map | mask) per picked
         image; the caption gives the map's value range, from black to pale yellow."""
@@ -359,10 +324,11 @@ class WandbMediaCallback(Callback):
 
         # One colour scale for all strips (a high quantile of the picked maps' pixels), so a
         # good image looks dark next to a defective one instead of being stretched to full range.
-        vmax = float(torch.quantile(torch.stack([p[2] for p in picked.values()]), 0.999)) or 1.0
+        maps = torch.stack([p.anomaly_map for p in picked.values()])
+        vmax = float(torch.quantile(maps, 0.999)) or 1.0
         strips = []
         for row in rows:
-            image, recon, amap, mask = picked[row]
+            panel = picked[row]
             info = scores.loc[row]
             caption = (
                 f"{info['category']} | {info['defect']} | score {info['score']:.4g} — "
@@ -371,20 +337,9 @@ class WandbMediaCallback(Callback):
                 "ground truth"
             )
             strips.append(
-                wandb.Image(anomaly_strip(image, recon, amap, mask, vmax), caption=caption)
+                wandb.Image(
+                    anomaly_strip(panel.image, panel.recon, panel.anomaly_map, panel.mask, vmax),
+                    caption=caption,
+                )
             )
         return strips
-
-    @never_fatal
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        run = wandb_run(trainer)
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if run is None or not best:
-            return
-        run.summary[CHECKPOINT_BEST] = best
-        if not run.offline:  # offline runs keep the path only; an artifact would need uploading
-            import wandb
-
-            artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"path": best})
-            artifact.add_file(best, name="model.ckpt")
-            run.log_artifact(artifact, aliases=["best", "latest"])

@@ -1,7 +1,14 @@
-"""User-facing errors (one clear paragraph that names the file or setting and the fix), and
-`flatten`, the one helper for nested configs and W&B summaries."""
+"""The two kinds of error a user can cause: `AeLabError` (a path, a file, a run: printed as one
+paragraph) and `SettingError` (an argument of a library class out of range: the command line
+turns its argument names into config keys, `ae_lab.cli.describe`)."""
 
-from typing import Any
+
+import sys
+
+
+def error_line(message: str) -> None:
+    """The one way a user's error reaches stderr: one paragraph, no traceback."""
+    print(f"\n[ae-lab] error: {message}\n", file=sys.stderr)
 
 
 class AeLabError(Exception):
@@ -11,14 +18,36 @@ class AeLabError(Exception):
     """
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}` (with `prefix`: `{"prefix.a.b": 1}`), the way W&B spells
-    nested config and summary entries. An empty dict stays a value (`{"a": {}}`)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, path))
-        else:
-            flat[path] = value
-    return flat
+class SettingError(ValueError):
+    """`owner(name=value, ...)` was given a value it cannot work with.
+
+    The message speaks of the constructor's own argument `names` (`depth`, `window_size`), never
+    of a config file: the library does not know which config key set the value.
+    """
+
+    def __init__(self, owner: type, names: str | tuple[str, ...], message: str) -> None:
+        super().__init__(f"{owner.__name__}: {message}")
+        self.owner = owner
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+
+
+def check_number(
+    owner: type,
+    name: str,
+    value: object,
+    low: float = -float("inf"),
+    high: float = float("inf"),
+    integer: bool = False,
+    low_open: bool = False,
+) -> None:
+    """Raise SettingError unless `value` is a finite number (an int if `integer`) in the range
+    [low, high] ((low, high] with `low_open`); a bool or a string is never a number here."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = number and value == value and abs(value) != float("inf")  # NaN and inf
+    ok = ok and (not integer or float(value).is_integer())
+    ok = ok and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        where = f"{bound} and <= {high:g}" if high != float("inf") else bound
+        raise SettingError(owner, name, f"{name}={value!r} must be {kind} {where}")

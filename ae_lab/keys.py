@@ -25,6 +25,10 @@ TEST_SCORE_HISTOGRAMS = "test/score_histograms"  # per class: the smoothed anoma
 # per class: static images, one panel per defect type (good vs that defect), the anomaly score
 TEST_SCORE_HISTOGRAM_IMAGES = "test/score_histogram_images"
 
+# Run summary: the path of the run's best checkpoint, and of the one its test metrics come from.
+CHECKPOINT_BEST = "checkpoint/best"
+CHECKPOINT_EVALUATED = "checkpoint/evaluated"
+
 # Test summary metrics. `test/image_auroc` is the mean of the per-class image AUROCs (MVTec's
 # convention, what papers report); the AUROC of all classes' scores pooled has its own key. The
 # keys only ae_lab/metrics.py writes (`test/image_auroc_pooled`, `test/f1_*`,

@@ -54,6 +54,21 @@ def _auroc(labels: np.ndarray, scores: np.ndarray, what: str = "") -> tuple[floa
 ALL = "all"  # the `defect` of a class-level row: good vs every defect of the class
 
 
+def class_mean_auroc(
+    labels: list[np.ndarray], scores: list[np.ndarray], rng: np.random.Generator | None = None
+) -> float:
+    """Mean of the per-class AUROCs (`test/image_auroc`: classes whose scores live on different
+    scales are not ranked against each other, MVTec's convention); with `rng`, of one bootstrap
+    replicate that resamples each class's good and defective images separately (counts kept)."""
+    values = []
+    for y, s in zip(labels, scores, strict=True):
+        if rng is not None:
+            pick = [rng.choice(np.flatnonzero(y == k), np.sum(y == k)) for k in (0, 1)]
+            y, s = y[np.concatenate(pick)], s[np.concatenate(pick)]
+        values.append(auroc(y, s))
+    return float(np.mean(values))
+
+
 def defect_aurocs(scores: pd.DataFrame, column: str = "score", warn: bool = False) -> pd.DataFrame:
     """Image AUROC of one run's scores: category, defect, auroc, n_good, n_defect.
 
@@ -107,11 +122,13 @@ def image_metrics(df: pd.DataFrame) -> dict[str, float]:
     for row in table.itertuples():
         defect = None if row.defect == ALL else row.defect
         out[keys.image_auroc_key(row.category, defect)] = float(row.auroc)
-    per_class = table.loc[table["defect"] == ALL, "auroc"]
-    if len(per_class):
-        # The mean over classes, not the pooled AUROC: classes whose scores live on different
-        # scales would otherwise be ranked against each other (MVTec's convention).
-        out[keys.TEST_IMAGE_AUROC] = float(np.mean(per_class))
+    valid = set(table.loc[table["defect"] == ALL, "category"])
+    if valid:
+        parts = [part for category, part in df.groupby("category") if category in valid]
+        labels = [part["label"].to_numpy(int) for part in parts]
+        out[keys.TEST_IMAGE_AUROC] = class_mean_auroc(
+            labels, [part["score"].to_numpy(float) for part in parts]
+        )
     for category, part in [(None, df), *df.groupby("category", sort=True)]:
         key = f"test/f1_max/{category}" if category else "test/f1_max"
         labels, values = part["label"].to_numpy(int), part["score"].to_numpy(float)

@@ -1,37 +1,53 @@
-"""The LightningModule: one network, one reconstruction loss, one optimizer, all injected by Hydra."""
+"""The LightningModule: one network, one reconstruction loss, one optimizer (and optional
+scheduler), one scoring; `conf/model/*.yaml` instantiates it."""
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import hydra
 import lightning as L
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from ae_lab import keys
-from ae_lab.errors import AeLabError
-from ae_lab.losses import ScoringConfig, anomaly_map, image_score, per_image_errors
+from ae_lab.batch import Batch, Predictions
+from ae_lab.errors import AeLabError, SettingError
+from ae_lab.losses import per_image_errors
 from ae_lab.metrics import image_metrics, pixel_metrics
+from ae_lab.scoring import Scoring, anomaly_map, image_score
 
 VAE_WITHOUT_KL = (
-    "model.kl_beta=0 with a variational network (model=vae): there is no KL term, yet training "
-    "still samples z = mu + sigma * eps, so this trains a noise-injected autoencoder, not a VAE "
-    "(evaluation decodes mu). Set model.kl_beta > 0 (e.g. 1e-4) for a VAE, or use model=ae."
+    "kl_beta=0 with a variational network: there is no KL term, yet training still samples "
+    "z = mu + sigma * eps, so this trains a noise-injected autoencoder, not a VAE (evaluation "
+    "decodes mu). Give kl_beta > 0 (e.g. 1e-4) for a VAE, or use a ConvAutoencoder."
 )
-
 VAL_ERRORS = {"l1": keys.VAL_L1, "l2": keys.VAL_L2, "ssim": keys.VAL_ONE_MINUS_SSIM}
+PARTS = ("net", "loss", "optimizer", "scheduler", "scoring")
 
 
 class NonFiniteLossError(AeLabError):
-    """Training diverged (a NaN/inf loss, validation loss or weight); nothing non-finite is saved."""
+    """Training diverged (a NaN/inf loss, validation loss or weight); nothing non-finite is saved.
+    `last_checkpoint`: the last (finite) checkpoint, if any."""
+
+    def __init__(self, message: str, last_checkpoint: str | None) -> None:
+        super().__init__(message)
+        self.last_checkpoint = last_checkpoint
 
 
 def non_finite_tensors(tensors: dict[str, Tensor]) -> list[str]:
     """Names of the floating-point tensors (weights, BatchNorm statistics) holding NaN or inf."""
     return [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
+def wants_total_steps(factory: Callable[..., Any]) -> bool:
+    """A partial scheduler (e.g. OneCycleLR) that takes `total_steps` and was not given it."""
+    param = inspect.signature(factory).parameters.get("total_steps")
+    return param is not None and param.default is None
 
 
 class AutoencoderModule(L.LightningModule):
@@ -41,40 +57,71 @@ class AutoencoderModule(L.LightningModule):
         net: an autoencoder (`forward_with_latent(x) -> (recon, z)`; a VAE also has
             `forward_with_kl(x) -> (recon, kl)`).
         loss: reconstruction loss `(recon, target) -> scalar`, with `per_image` (ae_lab.losses).
-        optimizer: a partial optimizer (`_partial_: true`), called with the parameters.
+        optimizer: a partial optimizer, called with the parameters.
         scheduler: an optional partial LR scheduler, called with the optimizer.
-        kl_beta: weight of the VAE's KL term (ignored for deterministic networks).
         scoring: how test images become anomaly maps and image scores.
+        kl_beta: weight of the VAE's KL term (ignored for deterministic networks).
+        name: the architecture's name in run names and tables (`ae`, `unet`, ...).
+        latent_dim: the size of z, which must be the network's.
 
-    `validation_step` and `test_step` return their predictions (recon, z, and for test the anomaly
-    maps and a score table of the batch): callbacks read them from there.
+    Each of net, loss, optimizer, scheduler and scoring is the object or its `_target_` config;
+    built from configs, the module stores them as hyper-parameters, so that
+    `AutoencoderModule.load_from_checkpoint(path)` rebuilds it from the file alone.
     """
 
     def __init__(
         self,
-        net: nn.Module,
-        loss: nn.Module,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
+        net: nn.Module | Mapping,
+        loss: nn.Module | Mapping,
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping,
+        scheduler: Callable[..., Any] | Mapping | None = None,
+        scoring: Scoring | Mapping | None = None,
         kl_beta: float = 0.0,
-        scoring: ScoringConfig | None = None,
+        name: str = "autoencoder",
+        latent_dim: int | None = None,
     ) -> None:
         super().__init__()
-        self.net = net
-        self.loss_fn = loss
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.kl_beta = kl_beta
-        self.scoring = scoring or ScoringConfig()
+        given = dict(net=net, loss=loss, optimizer=optimizer, scheduler=scheduler, scoring=scoring)
+        configs = {k: plain(v) for k, v in given.items() if isinstance(v, Mapping)}
+        self.save_hyperparameters(
+            configs | {"kl_beta": kl_beta, "name": name, "latent_dim": latent_dim}, logger=False
+        )
+        built = {k: hydra.utils.instantiate(v) if k in configs else v for k, v in given.items()}
+        self.net, self.loss_fn = built["net"], built["loss"]
+        self.optimizer_factory, self.scheduler_factory = built["optimizer"], built["scheduler"]
+        self.scoring = built["scoring"] or Scoring()
+        self.kl_beta, self.name = kl_beta, name
+        if latent_dim is not None and getattr(self.net, "latent_dim", latent_dim) != latent_dim:
+            raise SettingError(
+                AutoencoderModule,
+                "latent_dim",
+                f"latent_dim={latent_dim} differs from the network's {self.net.latent_dim}",
+            )
+        self._check_optimizer()
         self._test_batches: list[tuple[pd.DataFrame, Tensor, Tensor]] = []
         self._val_non_finite = False
-        if kl_beta == 0 and hasattr(net, "forward_with_kl"):
+        if kl_beta == 0 and hasattr(self.net, "forward_with_kl"):
             warnings.warn(VAE_WITHOUT_KL, UserWarning, stacklevel=2)
 
+    def _check_optimizer(self) -> None:
+        """Build the optimizer and scheduler once on a dummy parameter: a bad value (a negative
+        learning rate, a string) fails now, not inside fit."""
+        try:
+            trial = self.optimizer_factory(params=[nn.Parameter(torch.zeros(1))])
+        except (TypeError, ValueError) as exc:
+            raise SettingError(AutoencoderModule, "optimizer", f"the optimizer: {exc}") from exc
+        if self.scheduler_factory is None:
+            return
+        steps = {"total_steps": 10} if wants_total_steps(self.scheduler_factory) else {}
+        try:
+            self.scheduler_factory(optimizer=trial, **steps)
+        except (TypeError, ValueError) as exc:
+            raise SettingError(AutoencoderModule, "scheduler", f"the scheduler: {exc}") from exc
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # A resumed run may be longer (`trainer.max_epochs` raised): keep the new run's length,
-        # computed in configure_optimizers, instead of the saved one, which OneCycleLR would
-        # otherwise restore and then refuse to step past. The step count carries on.
+        # A resumed run may be longer (`max_epochs` raised): keep the new run's length, computed
+        # in configure_optimizers, instead of the saved one, which OneCycleLR would otherwise
+        # restore and then refuse to step past. The step count carries on.
         for sched in checkpoint.get("lr_schedulers") or []:
             sched.pop("total_steps", None)
             sched.pop("_schedule_phases", None)
@@ -91,30 +138,33 @@ class AutoencoderModule(L.LightningModule):
         recon, z = self.net.forward_with_latent(x)
         return self.loss_fn(recon, x), recon, z
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        loss, _, _ = self._loss(batch["image"])
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, _, _ = self._loss(batch.image)
         if not torch.isfinite(loss):
             # Raise before the optimizer step so the weights (and last.ckpt) stay finite.
             raise self._diverged(f"the training loss became {loss.item()}")
         # sync_dist: under DDP, the mean over every rank's batches.
-        n = len(batch["image"])
         self.log(
-            keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n,
+            keys.TRAIN_LOSS,
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch),
             sync_dist=True,
-        )  # fmt: skip
+        )
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
-        x = batch["image"]
+    def validation_step(self, batch: Batch, batch_idx: int) -> Predictions:
+        x, n = batch.image, len(batch)
         loss, recon, z = self._loss(x)
-        n = len(x)
         self._val_non_finite = self._val_non_finite or not bool(torch.isfinite(loss))
         self.log(keys.VAL_LOSS, loss, prog_bar=True, batch_size=n, sync_dist=True)
         # Loss-independent errors, so runs trained with different losses compare.
-        errors = per_image_errors(x, recon)
+        errors = per_image_errors(x, recon, self.scoring.window_size)
         for name, key in VAL_ERRORS.items():
             self.log(key, errors[name].mean(), batch_size=n, sync_dist=True)
-        return {"recon": recon, "z": self.net.encode(x) if z is None else z}
+        return Predictions(recon=recon, z=self.net.encode(x) if z is None else z)
 
     # ---- divergence guard: these hooks run before ModelCheckpoint saves, so no checkpoint
     # (last or "best") ever holds NaN/inf weights; a finite loss can hide them behind BatchNorm.
@@ -137,51 +187,54 @@ class AutoencoderModule(L.LightningModule):
             raise self._diverged(problem or "another process's weights or loss became NaN/inf")
 
     def _diverged(self, problem: str) -> NonFiniteLossError:
-        """The error for a diverged run: what went wrong, which checkpoint is good, what to try."""
+        """What went wrong and which checkpoint is good; the command line adds what to try."""
         # last.ckpt: a `save_last` file, or that of a monitor-free top-1 checkpoint (the latest).
         saved = [
             cb.last_model_path or (cb.monitor is None and cb.best_model_path)
             for cb in self.trainer.checkpoint_callbacks
         ]
-        last = next((path for path in saved if path and Path(path).is_file()), "")
+        last = next((path for path in saved if path and Path(path).is_file()), None)
         if last:
             saved = (
-                f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights are "
-                f"finite (evaluate it with `train=false ckpt_path={last}`)."
+                f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights "
+                "are finite."
             )
         else:
             saved = "No checkpoint was saved: the run diverged before the end of its first epoch."
-        # The configured peak, not the scheduler's current value (a one-cycle warm-up starts low).
-        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
-        fix = f"optimizer.lr={lr:g} now, try 10x lower" if lr else "optimizer.lr=..."
-        if not self.trainer.gradient_clip_val:  # already on in trainer=default
-            fix += ", or clip gradients with trainer.gradient_clip_val=1.0"
-        # Resuming would restore the optimizer's state, learning rate included: start again.
         return NonFiniteLossError(
             f"Training stopped at epoch {self.current_epoch}, step {self.global_step}: {problem}. "
-            f"{saved} Train again with a lower learning rate ({fix})."
+            f"{saved}",
+            last,
         )
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        """One test batch, encoded once: recon, z [B,D], anomaly `map` [B,1,H,W] and `scores`, a
-        table with one row per image (keys.SCORE_COLUMNS, plus `loss`: the error in the run's
-        own loss), indexed by dataset row."""
-        x = batch["image"]
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> Predictions:
+        """Encode a batch once: recon, z [B,D], anomaly map [B,1,H,W] and the score table (one
+        row per image, indexed by its dataset row)."""
+        x = batch.image
         recon, z = self.net.forward_with_latent(x)
         amap = anomaly_map(x, recon, self.scoring)
         errors = per_image_errors(x, recon, self.scoring.window_size)
         columns = {
-            **{k: list(batch[k]) for k in ("path", "category", "defect")},
-            "label": batch["label"].cpu().numpy().astype(int),
+            "path": batch.path,
+            "category": batch.category,
+            "defect": batch.defect,
+            "label": batch.label.cpu().numpy().astype(int),
             "score": image_score(amap, self.scoring).cpu().numpy(),
             **{k: v.cpu().numpy() for k, v in errors.items()},
-            "has_mask": batch["has_mask"].cpu().numpy().astype(bool),
+            "has_mask": batch.has_mask.cpu().numpy().astype(bool),
             "loss": self.loss_fn.per_image(recon.float(), x.float()).cpu().numpy(),
         }
-        scores = pd.DataFrame(columns, index=batch["index"].cpu().numpy())
+        scores = pd.DataFrame(columns, index=batch.index.cpu().numpy())
+        return Predictions(recon=recon, z=z, anomaly_map=amap, scores=scores)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> Predictions:
+        out = self.predict(batch)
         # float16 halves the memory of the stacked maps; ranking metrics don't need more.
-        self._test_batches.append((scores, amap.half().cpu(), batch["mask"].bool().cpu()))
-        return {"recon": recon, "z": z, "map": amap, "scores": scores}
+        self._test_batches.append(
+            (out.scores, out.anomaly_map.half().cpu(), batch.mask.bool().cpu())
+        )
+        return out
 
     def on_test_epoch_end(self) -> None:
         if not self._test_batches:
@@ -216,8 +269,9 @@ class AutoencoderModule(L.LightningModule):
         }
 
 
-def wants_total_steps(factory: Callable[..., Any]) -> bool:
-    """A partial scheduler (e.g. OneCycleLR) that takes `total_steps` and was not given it."""
-    given = getattr(factory, "keywords", {}) or {}
-    params = inspect.signature(getattr(factory, "func", factory)).parameters
-    return "total_steps" in params and given.get("total_steps") is None
+def plain(config: Mapping) -> dict[str, Any]:
+    """A `_target_` config as plain dicts and lists (what a checkpoint stores and
+    `torch.load(weights_only=True)` reads back)."""
+    if OmegaConf.is_config(config):
+        return OmegaConf.to_container(config, resolve=True)
+    return {k: plain(v) if isinstance(v, Mapping) else v for k, v in config.items()}

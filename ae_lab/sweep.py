@@ -5,6 +5,9 @@
     python -m ae_lab.sweep sweeps/grid.yaml --dry-run             # print the Hydra command only
     python -m ae_lab.sweep sweeps/grid.yaml trainer.max_epochs=5  # extra overrides for every run
 
+Ctrl-C (or SIGTERM) stops the grid: the runs in flight end as interrupted runs that can resume
+(each prints its resume command), no further run starts, and the summary lists what finished.
+
 The same file drives `wandb sweep` + `wandb agent`: its parameter names are Hydra override paths
 (W&B's nested `parameters:` blocks become dotted paths), and `hydra_argv` turns the agent's
 Python-spelled arguments into Hydra overrides. Hydra itself checks every key and option.
@@ -12,12 +15,14 @@ Python-spelled arguments into Hydra overrides. Hydra itself checks every key and
 
 import argparse
 import ast
+import contextlib
 import functools
 import json
 import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -25,24 +30,37 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 
-from ae_lab.errors import AeLabError, flatten
+from ae_lab.config import flatten
+from ae_lab.errors import AeLabError
 
 REPO = Path(__file__).resolve().parents[1]  # train.py and conf/
 _HYDRA_FLAGS = ("--config-path", "--config-name", "--config-dir", "--package", "--info", "--cfg")
+# Signals that stop a grid. SIGHUP too: the multirun has its own session, so a closed terminal
+# no longer reaches it directly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE_S = 60.0  # for the runs in flight to stop (next batch, W&B finish) before SIGKILL
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
     """A grid sweep file, its `parameters` flattened to `{hydra path: [values]}`.
 
-    Read with OmegaConf's YAML loader, which reads `1e-3` as a float, as W&B's agent passes it.
+    Read with OmegaConf's YAML loader, which reads `1e-3` as a float, as W&B's agent passes it;
+    it is a SafeLoader, so YAML tags such as `!!python/object/apply` are refused, never run.
     """
     path = Path(path)
     if not path.is_file():
         raise AeLabError(f"Sweep file not found: {path}. The sweep files live in sweeps/.")
     try:
         sweep = OmegaConf.to_container(OmegaConf.load(path))
+    except yaml.constructor.ConstructorError as e:  # a tag: valid YAML, but not plain values
+        raise AeLabError(
+            f"{path} holds a YAML tag that ae-lab does not read ({' '.join(str(e).split())}). "
+            "A sweep file holds plain values (strings, numbers, lists, mappings): remove the tag; "
+            "sweeps/grid.yaml shows the expected layout."
+        ) from None
     except Exception as e:  # yaml's ScannerError/ParserError name the line and column
         raise AeLabError(
             f"{path} is not valid YAML ({' '.join(str(e).split())}). Fix the line it names; "
@@ -143,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         group = args.group or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         out_dir = args.out_dir or Path(os.environ.get("AE_LAB_OUTPUTS", "outputs")) / "sweeps"
         sweep_dir = (REPO / out_dir / re.sub(r"[^\w.=+-]+", "_", group)).resolve()
+        taken = _taken(sweep_dir, group, given=args.group is not None)
         if sweep_dir.exists():  # the summary reads the run folders: each sweep has its own
-            raise AeLabError(f"{sweep_dir} exists already: give this sweep another --group.")
+            raise taken
         cmd = multirun_argv(sweep, args.overrides, sweep_dir, group, args.jobs)
     except AeLabError as err:
         parser.exit(2, f"\n[ae-lab] error: {err}\n")
@@ -152,15 +171,132 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
+    try:  # claimed now, not when Hydra creates it seconds later: a second sweep is refused
+        sweep_dir.mkdir(parents=True)
+    except FileExistsError:
+        parser.exit(2, f"\n[ae-lab] error: {taken}\n")
     print(f"[sweep] {n_runs} runs, {args.jobs} at a time, group {group}: {sweep_dir}", flush=True)
-    try:
-        env = os.environ | {"PYTHONUNBUFFERED": "1"}  # live output through a pipe (the notebook)
-        code = subprocess.run(cmd, cwd=REPO, env=env).returncode
-    except KeyboardInterrupt:
-        return 130
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}  # live output through a pipe (the notebook)
+    code, stopped_by = run_grid(cmd, env)
     table, failed = summary(sweep_dir, n_runs, sweep.get("metric") or {})
-    print(f"\n{table}\n\n[sweep] {failed} of {n_runs} runs failed" if failed else f"\n{table}")
-    return 1 if failed or code else 0
+    if stopped_by is None:
+        print(f"\n{table}\n\n[sweep] {failed} of {n_runs} runs failed" if failed else f"\n{table}")
+        return 1 if failed or code else 0
+    # Hydra creates a run's folder when the run starts; result.json is written when it ends.
+    started = [p for p in sweep_dir.iterdir() if re.match(r"\d+-", p.name) and p.is_dir()]
+    ended = sum((p / "result.json").is_file() for p in started)
+    ended_failed = failed - (n_runs - ended)
+    print(
+        f"\n{table}\n\n[sweep] grid stopped by {signal.Signals(stopped_by).name}: {ended} of "
+        f"{n_runs} runs ended" + (f" ({ended_failed} failed)" if ended_failed else "") + ", "
+        f"{len(started) - ended} interrupted (resume command above), {n_runs - len(started)} "
+        "did not run.",
+        flush=True,
+    )
+    return 128 + stopped_by  # the shell's code for death by that signal: 130, 143, 129
+
+
+def _taken(sweep_dir: Path, group: str, given: bool) -> AeLabError:
+    why = "another sweep with this --group is running or has run there"
+    if not given:
+        why = "a sweep of the same name started in the same second"
+    return AeLabError(
+        f"The sweep folder {sweep_dir} of group `{group}` exists already ({why}); the summary "
+        "reads the run folders there, so each sweep needs its own. Give this sweep another "
+        "--group (or another --out-dir)."
+    )
+
+
+def run_grid(
+    cmd: list[str], env: Mapping[str, str], grace: float = STOP_GRACE_S
+) -> tuple[int, int | None]:
+    """Run the multirun `cmd` in its own process group until it ends or a stop signal arrives.
+
+    SIGINT, SIGTERM or SIGHUP to this process sends one SIGINT to the whole group: Lightning ends
+    the runs in flight as interrupted runs (train.py prints the resume command, exits 130) and
+    the KeyboardInterrupt/SystemExit leaves Hydra's launcher, so no next run starts. What is left
+    of the group after `grace` seconds, or at a second signal, is killed. Returns the multirun's
+    exit code and the first stop signal (None when it ended by itself).
+    """
+    stop = _Stop(grace)
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}  # before the child: no gap
+    try:
+        # Its own session: Ctrl-C reaches the group once, through us, and never a second time
+        # from the terminal (a second SIGINT would cut Lightning's graceful stop short).
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+        stop.pgid = proc.pid
+        stop.forward()  # a signal that came before the group existed
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                stop.report()
+                if stop.deadline is not None and time.monotonic() > stop.deadline:
+                    _signal_group(proc.pid, signal.SIGKILL)  # a run that does not stop
+        if stop.signals:  # joblib's loky workers may outlive Hydra's process: same deadline
+            stop.report()
+            while _group_alive(proc.pid) and time.monotonic() < (stop.deadline or 0):
+                time.sleep(0.1)
+            _signal_group(proc.pid, signal.SIGKILL)
+        return code, (stop.signals[0] if stop.signals else None)
+    except BaseException:  # our own crash must not leave the grid running unattended
+        if stop.pgid is not None:
+            _signal_group(stop.pgid, signal.SIGKILL)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stop:
+    """The signal handler of `run_grid`: the first signal interrupts the group, later ones kill it."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.signals: list[int] = []
+        self.pgid: int | None = None
+        self.deadline: float | None = None
+        self.interrupted = False
+        self.reported = 0
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        self.signals.append(signum)
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.grace
+        self.forward()
+
+    def forward(self) -> None:
+        if self.pgid is None or not self.signals:
+            return
+        if len(self.signals) > 1:
+            _signal_group(self.pgid, signal.SIGKILL)
+        elif not self.interrupted:
+            self.interrupted = True
+            _signal_group(self.pgid, signal.SIGINT)
+
+    def report(self) -> None:
+        """Print the stop here, not in the handler: a handler that prints while the main thread
+        prints raises a reentrant-call RuntimeError."""
+        if len(self.signals) > self.reported:
+            self.reported = len(self.signals)
+            name = signal.Signals(self.signals[-1]).name
+            how = "killing the runs" if self.reported > 1 else "stopping the runs in flight"
+            again = "" if self.reported > 1 else "; again to kill them"
+            print(f"\n[sweep] {name}: {how}{again}.", file=sys.stderr, flush=True)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the group has ended
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---- the W&B agent's command line ----------------------------------------------------------

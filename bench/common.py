@@ -122,10 +122,10 @@ def timed_steps(trainer: Trainer, batches: Iterator, steps: int, warmup: int) ->
     The untimed steps drain what a loader's workers prefetched while other variants ran.
     """
     for _ in range(warmup):
-        trainer.step(next(batches)["image"])
+        trainer.step(next(batches).image)
     n, start = 0, time.perf_counter()
     for _ in range(steps):
-        x = next(batches)["image"]
+        x = next(batches).image
         trainer.step(x)
         n += len(x)
     return n / (time.perf_counter() - start)

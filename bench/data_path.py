@@ -57,7 +57,7 @@ def loader_only(batches: Iterator, n: int, warmup: int) -> float:
         next(batches)
     count, start = 0, time.perf_counter()
     for _ in range(n):
-        count += len(next(batches)["image"])
+        count += len(next(batches).image)
     return count / (time.perf_counter() - start)
 
 
@@ -101,7 +101,7 @@ def run(quick: bool, rounds: int, steps: int) -> str:
     }
     torch.manual_seed(0)
     trainer = common.Trainer(common.conv_ae(s))
-    trainer.step(next(sources["model only (tensors in memory)"][0])["image"])  # allocator warm-up
+    trainer.step(next(sources["model only (tensors in memory)"][0]).image)  # allocator warm-up
 
     def train_fn(it: Iterator, warmup: int) -> Callable[[], float]:
         return lambda: common.timed_steps(trainer, it, steps, warmup + 1)

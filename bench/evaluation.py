@@ -30,7 +30,7 @@ class Capture(L.Callback):
         self.scores, self.maps = [], []
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.scores.append(outputs["scores"])
+        self.scores.append(outputs.scores)
         self.maps.append(outputs["map"].cpu())
 
 
@@ -111,7 +111,7 @@ def run(quick: bool, rounds: int) -> str:
         start = time.perf_counter()
         module.eval()
         with torch.no_grad():
-            z = torch.cat([module.net.encode(b["image"]) for b in dm.val_dataloader()])
+            z = torch.cat([module.net.encode(b.image) for b in dm.val_dataloader()])
         tsne_2d(z.numpy(), 0)
         return time.perf_counter() - start
 

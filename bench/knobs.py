@@ -98,7 +98,7 @@ def compile_table(rounds: int) -> str:
         common.Trainer(copy.deepcopy(net)),
         common.Trainer(torch.compile(copy.deepcopy(net))),
     )
-    x = next(batches(s, s.batch_size))["image"]
+    x = next(batches(s, s.batch_size)).image
     first = {}
     for name, trainer in (("eager", eager), ("compiled", compiled)):
         start = time.perf_counter()

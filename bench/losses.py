@@ -13,7 +13,8 @@ from collections.abc import Callable
 import common
 import torch
 
-from ae_lab.losses import L1Loss, L2Loss, ScoringConfig, SSIML1Loss, SSIMLoss, anomaly_map
+from ae_lab.losses import L1Loss, L2Loss, SSIML1Loss, SSIMLoss
+from ae_lab.scoring import Scoring, anomaly_map
 
 
 def _ms(fn: Callable[[], object], reps: int) -> Callable[[], float]:
@@ -52,7 +53,7 @@ def map_fns(x: torch.Tensor, recon: torch.Tensor) -> dict[str, Callable[[], obje
     out = {}
     for kind in ("l1", "l2", "ssim"):
         for sigma in (4.0, 0.0):
-            cfg = ScoringConfig(map=kind, sigma=sigma)
+            cfg = Scoring(map=kind, sigma=sigma)
             smooth = f"Gaussian sigma {sigma:g}" if sigma else "no smoothing"
             out[f"map {kind}, {smooth}"] = (lambda c: lambda: anomaly_map(x, recon, c))(cfg)
     return out

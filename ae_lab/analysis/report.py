@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from plotly.offline import get_plotlyjs
 from ae_lab import figures, keys
 from ae_lab.analysis import tables
 from ae_lab.analysis.runs import ANALYSIS_JOB_TYPE, RunData, load_runs, logger
-from ae_lab.report import interval_table
 
 
 @dataclass
@@ -45,7 +45,7 @@ class LoggedRun:
     mode: str  # online | offline | disabled
     run_dir: Path | None  # the analysis run's folder (offline: sync it with `wandb sync`)
     url: str | None
-    run_id: str | None = None  # to read its media back (`ae_lab.report`)
+    run_id: str | None = None  # to read its media back (`ae_lab.notebook.media`)
 
 
 @dataclass
@@ -86,18 +86,56 @@ def analyse(data: RunData) -> Analysis:
 # ---- the report folder --------------------------------------------------------------------------
 TEMPLATE = Path(__file__).with_name("index.html.j2")
 HEADERS = {  # the page's language; the CSV files keep the column names
-    "label": "corrida", "model": "modelo", "loss": "pérdida", "category": "clase",
-    "defect": "defecto", "good_mean": "media buenas", "defect_mean": "media defecto",
-    "gap_std": "distancia (desv. est.)", "auroc": "AUROC", "final_train_loss": "train/loss final",
+    "label": "corrida",
+    "model": "modelo",
+    "loss": "pérdida",
+    "category": "clase",
+    "defect": "defecto",
+    "good_mean": "media buenas",
+    "defect_mean": "media defecto",
+    "gap_std": "distancia (desv. est.)",
+    "auroc": "AUROC",
+    "final_train_loss": "train/loss final",
     "final_val_loss": "val/loss final",
-}  # fmt: skip
-RUN_COLUMNS = ["label", "model", "loss", "final_train_loss", "final_val_loss",
-               f"final_{keys.VAL_L1}", f"final_{keys.VAL_ONE_MINUS_SSIM}"]  # fmt: skip
+    "low": "IC95 inf.",
+    "high": "IC95 sup.",
+}
+RUN_COLUMNS = [
+    "label",
+    "model",
+    "loss",
+    "final_train_loss",
+    "final_val_loss",
+    f"final_{keys.VAL_L1}",
+    f"final_{keys.VAL_ONE_MINUS_SSIM}",
+]
 
 
 def slug(key: str) -> str:
-    """`analysis/histograms/ae-l1-z32` -> `histograms__ae-l1-z32` (a safe file name)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key.removeprefix("analysis/").replace("/", "__"))
+    """`analysis/histograms/ae-l1-z32` -> `histograms__ae-l1-z32` (a safe file name: letters, any
+    script, digits, `_.-`; never a `/`, so never outside its folder). Keys that had to change get
+    a hash, so that `a<b` and `a>b` do not write one file."""
+    flat = key.removeprefix("analysis/").replace("/", "__")
+    safe = re.sub(r"[^\w.-]+", "_", flat)
+    return safe if safe == flat else f"{safe}-{zlib.crc32(key.encode()):08x}"
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs such a cell as a formula
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with every text cell and header that starts like a formula (`=`, `+`, `-`, `@`, tab,
+    CR) prefixed with `'`, so that a run name such as `=HYPERLINK(...)` opens in a spreadsheet as
+    text (CSV injection); numbers, negative ones included, stay numbers."""
+
+    def text(value):
+        return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+    out = frame.rename(columns=text)
+    for i in range(out.shape[1]):
+        if not pd.api.types.is_numeric_dtype(out.iloc[:, i]):
+            out.isetitem(i, out.iloc[:, i].map(text))
+    return out
 
 
 def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -124,7 +162,7 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
         (tmp / "figures").mkdir()
         (tmp / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
         for name, frame in tables_of(analysis).items():
-            frame.to_csv(tmp / f"{name}.csv", index=False)
+            csv_safe(frame).to_csv(tmp / f"{name}.csv", index=False)
             (tmp / f"{name}.md").write_text(frame.to_markdown(floatfmt=".3f") + "\n")
         (tmp / "ranking.md").write_text("".join(f"- {line}\n" for line in analysis.ranking))
         for key, fig in analysis.figures.items():
@@ -136,10 +174,11 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
         histograms = {}  # per class, of each architecture's best run: a panel per defect type
         for label, run_id in analysis.best_runs[["label", "run_id"]].itertuples(index=False):
             for cat, part in data.scores[data.scores["run_id"] == run_id].groupby("category"):
-                png = f"figures/histograms__{slug(label)}__{cat}.png"
+                png = f"figures/histograms__{slug(label)}__{slug(cat)}.png"
                 histograms.setdefault(label, {})[cat] = png
                 figures.defect_histograms(part, cat).savefig(tmp / png)
-        intervals = interval_table(data.runs, data.scores).sort_values("AUROC", ascending=False)
+        intervals = tables.auroc_intervals(data.runs, data.scores)
+        intervals = intervals.sort_values("auroc", ascending=False).rename(columns=HEADERS)
         page = jinja2.Template(TEMPLATE.read_text(encoding="utf-8"), autoescape=True).render(
             data=data,
             warnings=[*data.skipped, *analysis.warnings],

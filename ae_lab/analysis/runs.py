@@ -28,8 +28,9 @@ from typing import Any
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.callbacks import ensure_wandb_mode
-from ae_lab.errors import AeLabError, flatten
+from ae_lab.config import flatten
+from ae_lab.errors import AeLabError
+from ae_lab.wandb_mode import ensure_wandb_mode
 
 logger = logging.getLogger("ae_lab.analysis")
 ANALYSIS_JOB_TYPE = "analysis"
@@ -48,6 +49,7 @@ class RawRun:
     where: str  # folder or URL, for messages
     history: list[dict[str, Any]] = field(default_factory=list)
     scores: pd.DataFrame | None = None
+    scores_problem: str | None = None  # why `scores` is None although the summary names a table
 
 
 @dataclass
@@ -136,7 +138,7 @@ def _read_records(path: str, mtime_ns: int, size: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
+def offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
     """(the run record, the run) replayed from the folder's log, or why it cannot be read."""
     info, config, summary, history, exit_code = {}, {}, {}, [], None
     try:
@@ -153,9 +155,14 @@ def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
                 history.append(body.get("item", {}))
             elif rec["type"] == "exit":
                 exit_code = int(body.get("exit_code", 0) or 0)
-        if not info:  # W&B buffers records; a process killed early leaves only the file header
-            raise RuntimeError("it holds no run record (the process died before W&B flushed it)")
-        table = run_dir / "files" / str(summary.get(f"{keys.TEST_SCORES}.path"))
+        if not info:  # W&B buffers records: a run just started, or killed early, has only a header
+            return (
+                f"skipped run folder {run_dir}: its W&B log holds no run record yet: the run is "
+                "still running (W&B has not flushed its log) or its process died before W&B "
+                "flushed it. Rerun the analysis once the run has finished."
+            )
+        named = summary.get(f"{keys.TEST_SCORES}.path")
+        table = run_dir / "files" / str(named)
         scores = scores_frame(table) if table.is_file() else None
     except (RuntimeError, ValueError) as err:  # damaged log, bad JSON, a table without columns
         return f"skipped run folder {run_dir}: its W&B log is unreadable or damaged: {err}"
@@ -164,9 +171,13 @@ def _offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
     )
     config.pop("_wandb", None)
     name, group = info.get("display_name") or info["run_id"], info.get("run_group")
-    return info, RawRun(
-        info["run_id"], name, group, state, config, summary, str(run_dir), history, scores
-    )
+    raw = RawRun(info["run_id"], name, group, state, config, summary, str(run_dir), history, scores)
+    if named and scores is None:  # the media folder did not come along with the log
+        raw.scores_problem = (
+            f"its summary names the `{keys.TEST_SCORES}` table {table}, which is missing (was "
+            "the run folder copied without its files/media/ folder? copy the whole folder)"
+        )
+    return info, raw
 
 
 def load_offline_runs(
@@ -183,7 +194,7 @@ def load_offline_runs(
     if not run_dirs:
         raise AeLabError(f"No W&B run folders (offline-run-*/run-*.wandb) under '{root}'. {hint}")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        parsed = list(pool.map(_offline_run, run_dirs))
+        parsed = list(pool.map(offline_run, run_dirs))
     unreadable = [p for p in parsed if isinstance(p, str)]
     for problem in unreadable:
         logger.warning(problem)
@@ -234,7 +245,16 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
     for run in raw:
         reason = f"state '{run.state}'" if run.state != "finished" else None
         if not reason and (run.scores is None or run.scores.empty):
-            reason = f"no `{keys.TEST_SCORES}` table (was the test stage run?)"
+            reason = (
+                run.scores_problem or f"no `{keys.TEST_SCORES}` table (was the test stage run?)"
+            )
+        if not reason and not _number(run.summary.get(keys.TEST_IMAGE_AUROC)):
+            # metrics.image_metrics logs no AUROC where it is undefined: nothing to rank it by.
+            reason = (
+                f"no `{keys.TEST_IMAGE_AUROC}` in its summary: its test set has only good or only "
+                "defective images in every class, so image AUROC is undefined (test on a set with "
+                "both)"
+            )
         if reason:
             skipped.append(f"skipped run {run.name} ({run.run_id}, {run.where}): {reason}")
             logger.warning(skipped[-1])
@@ -253,8 +273,8 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
         where = f" group '{group}'" if group else ""
         raise AeLabError(
             f"No usable W&B runs in project '{project}'{where} from {source} "
-            f"({len(raw)} run(s) found, {len(skipped)} skipped: crashed, unfinished or without a "
-            f"`{keys.TEST_SCORES}` table). {hint}"
+            f"({len(raw)} run(s) found, {len(skipped)} skipped: crashed, unfinished, without a "
+            f"`{keys.TEST_SCORES}` table or without an image AUROC). {hint}"
         )
     order = ["model", "loss", "latent_dim", "classes", "name"]
     runs = pd.DataFrame(rows).sort_values(order, ignore_index=True)

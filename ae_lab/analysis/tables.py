@@ -3,10 +3,11 @@ good-vs-defect score gaps) and the ranking in words out."""
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.metrics import ALL, defect_aurocs
+from ae_lab.metrics import ALL, class_mean_auroc, defect_aurocs
 
 # Below this gap (in standard deviations of the good scores) a defect is reconstructed about as
 # well as a normal image: the score cannot separate them.
@@ -99,6 +100,12 @@ def ranking(runs: pd.DataFrame, table: pd.DataFrame, gaps: pd.DataFrame) -> list
     model_of = runs.set_index("label")["model"]
     for cat in values.index.get_level_values("category").unique():
         top = table.loc[(cat, ALL), "best_run"]
+        if pd.isna(top):  # NaN in every run: no number to rank by, and none is made up
+            lines.append(
+                f"{cat}: no image AUROC in any run: its test images are all good or all "
+                "defective, so AUROC is undefined (add the missing kind to its test set)."
+            )
+            continue
         line = f"{cat}: best run {top} ({model_of[top]}, AUROC {values.loc[(cat, ALL), top]:.3f})"
         defects = values.loc[cat].drop(index=ALL).max(axis=1).sort_values()
         if len(defects):
@@ -109,6 +116,8 @@ def ranking(runs: pd.DataFrame, table: pd.DataFrame, gaps: pd.DataFrame) -> list
 
 def unet_sentences(gaps: pd.DataFrame) -> list[str]:
     """Where the U-Net's skip connections let it reconstruct defects as well as normal images."""
+    # The plain U-Net (full skips) against every other architecture, unet_coarse included, each
+    # named in the sentence as a reference.
     unet, others = gaps[gaps["model"] == "unet"], gaps[gaps["model"] != "unet"]
     if unet.empty:
         return []
@@ -142,3 +151,20 @@ def unet_sentences(gaps: pd.DataFrame) -> list[str]:
         lead += f"; {below} of them score *lower* than the good images, AUROC under 0.5"
     text = "; ".join(parts)
     return [f"The U-Net does not separate these defects from normal images ({lead}): {text}."]
+
+
+def auroc_intervals(runs: pd.DataFrame, scores: pd.DataFrame, n_boot: int = 500) -> pd.DataFrame:
+    """One row per run: label, model, loss, the AUROC (mean of the classes) and its 95 %
+    percentile bootstrap interval (`low`, `high`), from the per-image `scores` (columns run_id,
+    category, label, score)."""
+    rows = []
+    for _, run in runs.iterrows():
+        classes = scores[scores["run_id"] == run["run_id"]].groupby("category")
+        labels = [part["label"].to_numpy(int) for _, part in classes]
+        values = [part["score"].to_numpy(float) for _, part in classes]
+        rng = np.random.default_rng(0)
+        reps = [class_mean_auroc(labels, values, rng) for _ in range(n_boot)]
+        low, high = np.percentile(reps, [2.5, 97.5])
+        rows.append((*run[["label", "model", "loss"]], class_mean_auroc(labels, values), low, high))
+    columns = ["label", "model", "loss", "auroc", "low", "high"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["model", "loss"], ignore_index=True)

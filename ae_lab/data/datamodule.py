@@ -2,8 +2,10 @@
 one tensor index per batch (no per-sample Python work).
 
 The images are decoded and resized once; `joblib.Memory` stores the arrays in the cache folder,
-keyed by the image size and every source file's path, size and mtime (masks included): editing,
-adding or removing a file makes a new entry, and only the most recently used entries are kept.
+keyed by the image size and every source file's path, size, mtime, inode and ctime (masks
+included): editing, replacing (even by a file of the same size with its mtime restored, as `cp -p`
+or `tar` do: the ctime still moves), adding or removing a file makes a new entry, and only the
+most recently used entries are kept.
 On MVTec's 700-1024 px PNGs decoding costs 20-40 s per run on 2 cores, most of a run on a GPU;
 loading the cache, a fraction of a second.
 """
@@ -11,11 +13,12 @@ loading the cache, a fraction of a second.
 from __future__ import annotations
 
 import contextlib
-import math
+import logging
 import os
 import warnings
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from fnmatch import fnmatch
 from functools import cached_property
 from pathlib import Path
@@ -30,18 +33,20 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ae_lab.batch import Batch
 from ae_lab.data import pose
 from ae_lab.data.table import DEFAULT_CATEGORIES, load_image, load_mask, scan_mvtec, split_train_val
-from ae_lab.errors import AeLabError
+from ae_lab.errors import AeLabError, check_number
 
-DECODE_VERSION = 2  # bump when the decoding changes, so old entries are not reused
+DECODE_VERSION = 3  # bump when the decoding changes, so old entries are not reused
+log = logging.getLogger(__name__)
 
 
 def _decode(
     images: list[str], masks: list[str | None], size: int, stamps: list[tuple]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 [N,3,S,S] and masks bool [N,S,S]. `stamps` (the decoding's version, each
-    file's size and mtime) is not used here: joblib hashes it into the cache key."""
+    file's `_stamp`) is not used here: joblib hashes it into the cache key."""
 
     def one(image: str, mask: str | None) -> tuple[np.ndarray, np.ndarray]:
         return load_image(image, size).transpose(2, 0, 1), load_mask(mask, size)
@@ -52,6 +57,14 @@ def _decode(
         pairs = tqdm(pool.map(one, images, masks), desc, len(images), leave=False, disable=None)
         decoded_images, decoded_masks = zip(*pairs, strict=True)
     return np.stack(decoded_images), np.stack(decoded_masks)
+
+
+def _stamp(path: str) -> tuple[int, int, int, int]:
+    """What identifies a file's content without reading it: size and mtime, which a copy with
+    `cp -p` or an unpacked archive can both keep, plus inode and ctime, which no user can set:
+    any write or replacement moves the ctime."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def load_or_build(
@@ -71,9 +84,7 @@ def load_or_build(
         )
         memory, lock = joblib.Memory(None), contextlib.nullcontext()
     images, masks = rows["path"].tolist(), rows["mask_path"].tolist()
-    stamps = [DECODE_VERSION] + [
-        (os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in images + masks if f
-    ]
+    stamps = [DECODE_VERSION] + [_stamp(f) for f in images + masks if f]
     # Parallel runs on one machine wait here for the first one's cache instead of decoding again.
     with lock:
         out = memory.cache(_decode)(images, masks, int(image_size), stamps)
@@ -84,9 +95,8 @@ def load_or_build(
 class InMemoryImages(Dataset):
     """A split in memory: images uint8 [N,3,S,S], masks bool [N,S,S], plus its table's columns.
 
-    `__getitems__` (used by DataLoader for a whole batch of indices) returns the contract's batch
-    dict directly: image float32 [B,3,S,S] in [0,1], label long [B], mask float32 [B,1,S,S],
-    has_mask bool [B], index long [B] and lists category/defect/path.
+    `__getitems__` (used by DataLoader for a whole batch of indices) returns a whole
+    `ae_lab.batch.Batch` directly.
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, table: pd.DataFrame) -> None:
@@ -99,36 +109,44 @@ class InMemoryImages(Dataset):
     def __len__(self) -> int:
         return len(self.label)
 
-    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+    def __getitems__(self, indices: list[int]) -> Batch:
         # numpy, not torch, for gather + cast: single-threaded and predictable, whereas torch's
         # intra-op thread pool made these small ops 10-100x slower on a busy 2-core machine.
         idx = np.asarray(indices, dtype=np.int64)
         image = np.divide(self.images[idx], np.float32(255.0), dtype=np.float32)
-        return {
-            "image": torch.from_numpy(image),
-            "label": torch.from_numpy(self.label[idx]),
-            "mask": torch.from_numpy(self.masks[idx][:, None].astype(np.float32)),
-            "has_mask": torch.from_numpy(self.has_mask[idx]),
-            "category": [self.category[i] for i in idx],
-            "defect": [self.defect[i] for i in idx],
-            "path": [self.path[i] for i in idx],
-            "index": torch.from_numpy(idx),
-        }
+        return Batch(
+            image=torch.from_numpy(image),
+            label=torch.from_numpy(self.label[idx]),
+            mask=torch.from_numpy(self.masks[idx][:, None].astype(np.float32)),
+            has_mask=torch.from_numpy(self.has_mask[idx]),
+            index=torch.from_numpy(idx),
+            category=[self.category[i] for i in idx],
+            defect=[self.defect[i] for i in idx],
+            path=[self.path[i] for i in idx],
+        )
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        """One sample, unbatched (image [3,S,S], mask [1,S,S], scalars)."""
-        return {k: v[0] for k, v in self.__getitems__([int(i)]).items()}
+    def __getitem__(self, i: int) -> Batch:
+        """One sample, as a batch of one."""
+        return self.__getitems__([int(i)])
 
 
-def _setting(key: str, value: Any, kind: type, expected: str, low: float, high=math.inf) -> Any:
-    """`value` as `kind` (int or float) in [low, high), or AeLabError naming `data.<key>`."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if number and (kind is float or float(value).is_integer()) and low <= value < high:
-        return kind(value)
-    raise AeLabError(
-        f"`data.{key}` must be {expected}, got {value!r}. Fix it on the command line "
-        f"(data.{key}=...) or in the data config."
-    )
+def _as_is(batch: Batch) -> Batch:
+    """The DataLoader's collate_fn: `__getitems__` built the batch already."""
+    return batch
+
+
+def _usable_workers(requested: int) -> int:
+    """`requested` DataLoader workers, at most the CPU cores this process may use (more only
+    compete for them; torch would warn once per loader), saying so in one line when it clamps."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and requested > cores:
+        log.warning(
+            f"MVTecDataModule(num_workers={requested}): more DataLoader workers than the {cores} "
+            f"CPU cores this process may use; using {cores}. Set `data.num_workers` to at most "
+            f"{cores} to silence this."
+        )
+        return cores
+    return requested
 
 
 def _names(value: Iterable[str] | str) -> list[str]:
@@ -167,12 +185,15 @@ class MVTecDataModule(LightningDataModule):
         straighten: Iterable[str] | str = (),
     ) -> None:
         super().__init__()
-        self.batch_size = _setting("batch_size", batch_size, int, "an integer >= 1, e.g. 32", 1)
-        self.val_fraction = _setting(
-            "val_fraction", val_fraction, float, "a number in [0, 1), e.g. 0.1", 0, 1
-        )
-        self.image_size = _setting("image_size", image_size, int, "an integer >= 8, e.g. 128", 8)
-        self.num_workers = _setting("num_workers", num_workers, int, "an integer >= 0, e.g. 0", 0)
+        owner = MVTecDataModule
+        check_number(owner, "batch_size", batch_size, 1, 2**16, integer=True)
+        check_number(owner, "val_fraction", val_fraction, 0.0, 0.99)
+        check_number(owner, "image_size", image_size, 8, 4096, integer=True)
+        check_number(owner, "num_workers", num_workers, 0, 1024, integer=True)
+        check_number(owner, "seed", seed, 0, 2**32 - 1, integer=True)
+        self.batch_size, self.val_fraction = int(batch_size), float(val_fraction)
+        self.image_size, self.num_workers = int(image_size), int(num_workers)
+        self.num_workers = _usable_workers(self.num_workers)
         self.root, self.seed, self.cache_dir = Path(root).expanduser(), int(seed), cache_dir
         self.categories = _names(categories)  # scan_mvtec rejects a category named twice
         self.generate = None if generate is None else dict(generate)
@@ -196,15 +217,17 @@ class MVTecDataModule(LightningDataModule):
                 synthetic.generate(self.root, **params)
 
     def prepare_data(self) -> None:
-        """Generate the synthetic set if asked, and build the decode cache (rank 0 only)."""
+        """Write the synthetic set if asked, and build the decode cache (Lightning calls it on
+        one process per machine; again, it only reads)."""
+        if self.generate is not None:
+            self._generate_if_needed()
         load_or_build(self.table(), self.image_size, self.cache_dir)
 
     def table(self, split: str | None = None) -> pd.DataFrame:
         """Rows of `split` ("train" | "val" | "test"); row i is batch `index` i. Without `split`,
-        every row (split train, val or test), in scan order."""
+        every row (split train, val or test), in scan order. Reads the folder once; a synthetic
+        set must have been written by `prepare_data`."""
         if self._table is None:
-            if self.generate is not None:
-                self._generate_if_needed()
             table = scan_mvtec(self.root, self.categories)
             self._table = split_train_val(table, self.val_fraction, self.seed)
         if split is None:
@@ -260,7 +283,7 @@ class MVTecDataModule(LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=dict,  # `__getitems__` built the batch: no collation, a shallow copy
+            collate_fn=_as_is,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
@@ -287,8 +310,8 @@ class MVTecDataModule(LightningDataModule):
             K.RandomAffine(degrees=5.0, translate=(0.04, 0.04), padding_mode="reflection", p=0.8),
         )
 
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         if self.augment and self.trainer is not None and self.trainer.training:
-            image = batch["image"]
-            batch["image"] = self.augmenter.to(image.device)(image).clamp_(0.0, 1.0)
+            image = self.augmenter.to(batch.image.device)(batch.image).clamp_(0.0, 1.0)
+            batch = replace(batch, image=image)
         return batch

@@ -106,7 +106,11 @@ def extract(archive: Path, root: Path, categories: Iterable[str]) -> None:
         parts = PurePosixPath(member.name).parts
         if len(parts) > 1 and parts[0] not in MVTEC_CATEGORIES:  # `mvtec_anomaly_detection/...`
             parts = parts[1:]
-        return member.replace(name="/".join(parts)) if parts and parts[0] in wanted else None
+        if not parts or parts[0] not in wanted:
+            return None
+        # Checked again where it really lands: one folder up, `x/cable/../../f` and a link
+        # `x/cable/l -> ../..` passed the first check but would reach out of `dest`.
+        return tarfile.data_filter(member.replace(name="/".join(parts), deep=False), dest)
 
     tmp = root / f".extract-{uuid.uuid4().hex[:8]}"
     try:

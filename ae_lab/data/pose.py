@@ -52,10 +52,9 @@ def pose_matrices(images: Tensor, any_angle: bool = True) -> Tensor:
     # Rotating by -theta (kornia: degrees, counter-clockwise) turns the axis to -y.
     if any_angle:
         # The head is the end with more object in its last tenth of the length: a screw's head
-        # is wide, its tip a point. (The third moment, used before, followed the dark thread and
-        # turned 1 in 5 real screws upside down.) Only the object's core counts: faint pixels of
-        # a textured plate past the tip or the head would move the ends (they turned 3 in 4
-        # synthetic screws and 4 of 480 real ones upside down).
+        # is wide, its tip a point (the third moment would follow the dark thread instead). Only
+        # the object's core counts: faint pixels of a textured plate past the tip or the head
+        # would move the ends and turn the screw upside down.
         along = dy * torch.cos(theta).view(n, 1, 1, 1) + dx * torch.sin(theta).view(n, 1, 1, 1)
         inside = weight > 0.3 * weight.amax(dim=(1, 2, 3), keepdim=True)
         top = along.masked_fill(~inside, -torch.inf).amax(dim=(1, 2, 3), keepdim=True)

@@ -180,8 +180,16 @@ def _open(path: str | Path, size: int, kind: str) -> Image.Image:
         with Image.open(path) as img:
             if img.format == "JPEG":  # libjpeg decodes at a reduced scale (still >= size)
                 img.draft(img.mode, (size, size))
-            return ImageOps.exif_transpose(img)  # a decoded copy, upright as the camera meant
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            img.load()
+            # Upright as the camera meant; in place: a copy would double the memory of a big image.
+            ImageOps.exif_transpose(img, in_place=True)
+            return img
+    except Image.DecompressionBombError as exc:
+        raise AeLabError(
+            f"Cannot read {kind} {path}: it is too large to decode safely ({exc}). Downscale it "
+            f"(the images are resized to {size} px anyway) or delete it."
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise AeLabError(
             f"Cannot read {kind} {path}: {exc}. The file is missing, truncated or not an image. "
             f"Delete it and re-download the dataset (for `data=synthetic`, delete the generated "
@@ -201,12 +209,16 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
             f"Image {path} is {img.width}x{img.height} px, below the minimum of {MIN_IMAGE_SIZE} "
             "px a side: stretched, it would be a flat image. Replace or delete the file."
         )
-    if img.mode.startswith("I") or img.mode == "F":  # 16-bit grey: 65535 -> 255 exactly
-        img = Image.fromarray(np.clip(np.rint(np.asarray(img) / 257.0), 0, 255).astype(np.uint8))
+    deep = img.mode.startswith("I") or img.mode == "F"  # 16/32-bit grey, resized as it is
+    if not deep and img.mode != (mode := "L" if img.mode in ("1", "L", "LA") else "RGB"):
+        img = img.convert(mode)
     # Grey is resized before it becomes RGB: 3x less work. reducing_gap first shrinks by an
-    # integer factor (box filter): much faster on MVTec's 700-1024 px images, no visible cost.
-    img = img.convert("L" if img.mode in ("1", "L", "LA") else "RGB")
-    arr = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    # integer factor (box filter): much faster on MVTec's 700-1024 px images, no visible cost
+    # (Pillow cannot reduce 16-bit "I;16" images; they are resized in one antialiased pass).
+    gap = None if img.mode.startswith("I;16") else 3.0
+    arr = np.asarray(img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=gap))
+    if deep:  # 65535 -> 255 exactly; after the resize, so a big image costs no float copies
+        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
     return np.repeat(arr[:, :, None], 3, axis=2) if arr.ndim == 2 else arr
 
 

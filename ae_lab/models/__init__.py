@@ -45,6 +45,7 @@ class ConvAutoencoder(nn.Module):
     ) -> None:
         super().__init__()
         check_architecture(
+            type(self),
             image_size,
             in_channels,
             base_channels,
@@ -126,7 +127,7 @@ class UNetAutoencoder(ConvAutoencoder):
 
     def __init__(self, skip_levels: Iterable[int] | None = None, **kwargs: int | str) -> None:
         super().__init__(**kwargs)
-        self.skip_levels = resolve_skip_levels(skip_levels, len(self.channels))
+        self.skip_levels = resolve_skip_levels(type(self), skip_levels, len(self.channels))
         for i in self.skip_levels:
             c = self.channels[i]
             self.skip_fuse[str(i)] = conv_norm_act(2 * c, c, kernel_size=1)

@@ -10,12 +10,13 @@ from collections.abc import Iterable
 
 from torch import nn
 
-from ae_lab.errors import AeLabError
+from ae_lab.errors import SettingError, check_number
 
 LATENT_LAYOUTS = ("dense", "spatial")
 
 
 def check_architecture(
+    owner: type,
     image_size: int,
     in_channels: int,
     base_channels: int,
@@ -25,70 +26,73 @@ def check_architecture(
     bottleneck_channels: int,
     latent_layout: str,
 ) -> None:
-    """Raise AeLabError when the network settings cannot build a valid encoder/decoder."""
+    """Raise SettingError (naming `owner`'s arguments) when they cannot build a valid
+    encoder/decoder."""
     positive = {
-        "model.net.image_size (data.image_size)": image_size,
-        "model.net.in_channels": in_channels,
-        "model.net.base_channels": base_channels,
-        "model.net.depth": depth,
-        "model.latent_dim (model.net.latent_dim)": latent_dim,
-        "model.net.max_channels": max_channels,
-        "model.net.bottleneck_channels": bottleneck_channels,
+        "image_size": image_size,
+        "in_channels": in_channels,
+        "base_channels": base_channels,
+        "depth": depth,
+        "latent_dim": latent_dim,
+        "max_channels": max_channels,
+        "bottleneck_channels": bottleneck_channels,
     }
     for name, value in positive.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise AeLabError(
-                f"{name} must be a positive integer, got {value!r}. Set it to a positive integer "
-                "in conf/model/<model>.yaml or on the command line."
-            )
+        check_number(owner, name, value, 1, 2**16, integer=True)
     stride = 2**depth
     if image_size % stride != 0:
         lower = max(stride, image_size // stride * stride)
         valid_depths = [d for d in range(1, depth) if image_size % 2**d == 0]
-        depth_hint = (
-            f", or keep the size and set model.net.depth={valid_depths[-1]}" if valid_depths else ""
-        )
-        raise AeLabError(
-            f"data.image_size={image_size} (model.net.image_size) is not divisible by "
-            f"2**model.net.depth = 2**{depth} = {stride}: each of the {depth} encoder levels halves "
-            f"the image, so the size must be a multiple of {stride}. Use data.image_size={lower} or "
-            f"{lower + stride}{depth_hint}."
+        depth_hint = f", or keep the size and use depth={valid_depths[-1]}" if valid_depths else ""
+        raise SettingError(
+            owner,
+            ("image_size", "depth"),
+            f"image_size={image_size} is not divisible by 2**depth = 2**{depth} = {stride}: each "
+            f"of the {depth} encoder levels halves the image, so the size must be a multiple of "
+            f"{stride}. Use image_size={lower} or {lower + stride}{depth_hint}",
         )
     if max_channels < base_channels:
-        raise AeLabError(
-            f"model.net.max_channels={max_channels} is smaller than model.net.base_channels="
-            f"{base_channels}; set max_channels >= base_channels."
+        raise SettingError(
+            owner,
+            ("max_channels", "base_channels"),
+            f"max_channels={max_channels} is smaller than base_channels={base_channels}",
         )
     if latent_layout not in LATENT_LAYOUTS:
-        raise AeLabError(
-            f"Unknown model.net.latent_layout={latent_layout!r}: the valid choices are "
-            f"{', '.join(LATENT_LAYOUTS)}. Fix it in conf/model/<model>.yaml or on the command line."
+        raise SettingError(
+            owner,
+            "latent_layout",
+            f"latent_layout={latent_layout!r} is not one of {', '.join(LATENT_LAYOUTS)}",
         )
     cells = (image_size // stride) ** 2
     if latent_layout == "spatial" and latent_dim % cells != 0:
         side = image_size // stride
-        raise AeLabError(
-            f"model.latent_dim={latent_dim} does not fill the {side}x{side} spatial latent: "
-            f"with model.net.latent_layout=spatial z is k channels x {cells} cells, so latent_dim "
-            f"must be a multiple of {cells} (e.g. {max(cells, latent_dim // cells * cells)}), or "
-            "use latent_layout=dense."
+        raise SettingError(
+            owner,
+            ("latent_dim", "latent_layout"),
+            f"latent_dim={latent_dim} does not fill the {side}x{side} spatial latent: with "
+            f"latent_layout=spatial z is k channels x {cells} cells, so latent_dim must be a "
+            f"multiple of {cells} (e.g. {max(cells, latent_dim // cells * cells)}), or use "
+            "latent_layout=dense",
         )
 
 
-def resolve_skip_levels(skip_levels: Iterable[int] | None, depth: int) -> tuple[int, ...]:
+def resolve_skip_levels(
+    owner: type, skip_levels: Iterable[int] | None, depth: int
+) -> tuple[int, ...]:
     """Sorted unique skip levels; None means every level 0..depth-1; -1 is the deepest, as in a
-    Python index (`unet_coarse` stays right at any `model.net.depth`)."""
+    Python index (`unet_coarse` stays right at any depth)."""
     if skip_levels is None:
         return tuple(range(depth))
     levels = list(skip_levels)
     bad = [lv for lv in levels if isinstance(lv, bool) or not isinstance(lv, int)]
     bad += [lv for lv in levels if lv not in bad and not -depth <= lv < depth]
     if bad:
-        raise AeLabError(
-            f"model.net.skip_levels={levels} contains invalid levels {bad}: each level must be an "
-            f"integer in 0..{depth - 1} (model.net.depth={depth}; 0 is the shallowest, "
-            f"highest-resolution level; -1..-{depth} count from the deepest). Use null for all "
-            "levels or [] for none."
+        raise SettingError(
+            owner,
+            "skip_levels",
+            f"skip_levels={levels} contains invalid levels {bad}: each level must be an integer "
+            f"in 0..{depth - 1} (depth={depth}; 0 is the shallowest, highest-resolution level; "
+            f"-1..-{depth} count from the deepest). Use null for all levels or [] for none",
         )
     return tuple(sorted({lv % depth for lv in levels}))
 

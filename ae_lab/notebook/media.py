@@ -1,8 +1,8 @@
 """Read a W&B run's media back as files, and show images in a notebook.
 
 The run's summary names the files logged last at each key (`<key>.path`, or `<key>.filenames` and
-`<key>.captions` for a list). Offline, the summary is replayed from the run's log with the reader
-of the analysis (`ae_lab.analysis.runs.read_records`) and the files lie in the run folder
+`<key>.captions` for a list). Offline, the summary is replayed from the run's log by the reader
+of the analysis (`ae_lab.analysis.runs.offline_run`) and the files lie in the run folder
 (`wandb/offline-run-*-<id>/files/`); online, the run comes from the API and its files are
 downloaded into `reports/notebook/media/<id>/`.
 """
@@ -15,8 +15,9 @@ import numpy as np
 from IPython.display import Image, Markdown, display
 from PIL import Image as PILImage
 
-from ae_lab.analysis.runs import find_run_dirs, read_records
-from ae_lab.errors import AeLabError, flatten
+from ae_lab.analysis.runs import find_run_dirs, offline_run
+from ae_lab.config import flatten
+from ae_lab.errors import AeLabError
 
 MAX_PNG_BYTES = 150_000  # larger images are embedded as JPEG: the committed notebook stays small
 
@@ -36,9 +37,10 @@ def open_run(run_id: str, wandb_dir: Path | None = None, project: str | None = N
             f"No offline W&B run folder for run '{run_id}' under {wandb_dir}/wandb: set WANDB_DIR "
             "(the notebook's WANDB_DIR parameter) to the folder the runs were written to."
         )
-    records = read_records(next(folder.glob("*.wandb")))
-    updates = [r["summary"].get("update", {}) for r in records if r["type"] == "summary"]
-    return {k: v for update in updates for k, v in update.items()}, folder / "files"
+    read = offline_run(folder)
+    if isinstance(read, str):  # why the log cannot be read
+        raise AeLabError(read)
+    return read[1].summary, folder / "files"
 
 
 def media_files(

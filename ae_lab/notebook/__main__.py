@@ -1,9 +1,9 @@
 """Execute the hand-in notebook into a fresh copy and export it to Markdown.
 
-    python -m ae_lab.report.notebook notebooks/tarea05.py                         # default size
-    python -m ae_lab.report.notebook notebooks/tarea05.py --smallest              # CI size, ~3 min
-    python -m ae_lab.report.notebook notebooks/tarea05.py -p EPOCHS 5 -p CATEGORIES '[screw]'
-    python -m ae_lab.report.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb   # commit
+    python -m ae_lab.notebook notebooks/tarea05.py                         # default size
+    python -m ae_lab.notebook notebooks/tarea05.py --smallest              # CI size, ~3 min
+    python -m ae_lab.notebook notebooks/tarea05.py -p EPOCHS 5 -p CATEGORIES '[screw]'
+    python -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb   # commit
 
 The cells come from the jupytext percent script `<name>.py` (given `<name>.ipynb`, from the script
 next to it). `-p NAME VALUE` (VALUE read as YAML) replaces a value of the `parameters` cell
@@ -23,7 +23,7 @@ import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
 
-from ae_lab.errors import AeLabError
+from ae_lab.errors import AeLabError, error_line
 
 # Tiny grid for CI: 2 classes, 64 px, a small net, 1 short epoch per run (8 runs, 2 at a time).
 SMALLEST = {
@@ -64,10 +64,13 @@ def execute(notebook: Path, out: Path, parameters: dict) -> None:
     script = notebook.with_suffix(".py")
     try:
         papermill.execute_notebook(
-            jupytext.read(script if script.is_file() else notebook), str(out),
-            parameters=parameters, cwd=str(notebook.resolve().parent), kernel_name="python3",
+            jupytext.read(script if script.is_file() else notebook),
+            str(out),
+            parameters=parameters,
+            cwd=str(notebook.resolve().parent),
+            kernel_name="python3",
             progress_bar=False,
-        )  # fmt: skip
+        )
     except PapermillExecutionError as err:
         first = next((ln.strip() for ln in err.source.splitlines() if ln.strip()), "")
         raise AeLabError(
@@ -81,10 +84,8 @@ def export_markdown(executed: Path) -> Path:
     """`jupyter nbconvert --to markdown`: `<name>.md` and `<name>_files/` next to `executed`; the
     folder is emptied first, so it holds only the images the new Markdown references."""
     shutil.rmtree(executed.parent / f"{executed.stem}_files", ignore_errors=True)
-    cmd = [
-        sys.executable, "-m", "nbconvert", "--to", "markdown", str(executed),
-        f"--NbConvertBase.display_data_priority={MARKDOWN_PRIORITY!r}",
-    ]  # fmt: skip
+    priority = f"--NbConvertBase.display_data_priority={MARKDOWN_PRIORITY!r}"
+    cmd = [sys.executable, "-m", "nbconvert", "--to", "markdown", str(executed), priority]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise AeLabError(f"Markdown export failed ({' '.join(cmd)}): {proc.stderr.strip()[-800:]}")
@@ -93,7 +94,7 @@ def export_markdown(executed: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ae_lab.report.notebook", description=__doc__.split("\n")[0]
+        prog="python -m ae_lab.notebook", description=__doc__.split("\n")[0]
     )
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--out", type=Path, default=Path("reports/notebook/tarea05.executed.ipynb"))
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_markdown:
             print(f"[ae-lab] Markdown export: {export_markdown(args.out)}")
     except AeLabError as err:
-        print(f"\n[ae-lab] error: {err}\n", file=sys.stderr)
+        error_line(str(err))
         return 1
     return 0
 

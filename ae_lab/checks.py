@@ -1,0 +1,171 @@
+"""Checks before anything trains: settings that would waste a run or report a false result, the
+checkpoint given as `ckpt_path`, and one dry batch through the model, loss and scoring."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ae_lab.batch import Batch
+from ae_lab.errors import AeLabError, SettingError
+from ae_lab.module import AutoencoderModule, non_finite_tensors
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """The run-level settings no library class owns: what to do (train/test/ckpt_path), the seed
+    and the share of the test set."""
+    if not cfg.train and not cfg.ckpt_path:
+        raise AeLabError(
+            "`train=false` evaluates a saved model, so it needs `ckpt_path=PATH/TO/model.ckpt` "
+            "(for example the `last.ckpt` in a previous run's checkpoints folder)."
+        )
+    if cfg.ckpt_path and not Path(cfg.ckpt_path).is_file():
+        fix = (
+            "is a folder: point it to a checkpoint file in it, e.g. "
+            f"ckpt_path={Path(cfg.ckpt_path) / 'last.ckpt'}."
+            if Path(cfg.ckpt_path).is_dir()
+            else "does not exist. Point it to an existing .ckpt file, e.g. "
+            "outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
+        )
+        raise AeLabError(f"Checkpoint not found: ckpt_path={cfg.ckpt_path} {fix}")
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise AeLabError(
+            f"seed={seed!r} must be an integer in [0, 2**32 - 1] (numpy's range), e.g. seed=42."
+        )
+    limit = cfg.trainer.get("limit_test_batches", 1.0)
+    if cfg.test and not (isinstance(limit, float) and limit == 1.0):
+        raise AeLabError(
+            f"trainer.limit_test_batches={limit} would score only part of the test set, so the "
+            "test metrics would not be comparable with any other run. Remove the override (or set "
+            "trainer.limit_test_batches=1.0); to skip testing altogether, set test=false."
+        )
+
+
+def check_run(cfg: DictConfig, module: AutoencoderModule, datamodule: Any) -> None:
+    """What needs the built module and data: the checkpoint fits, the windows fit the images,
+    there is something to test, and one batch goes through every computation the run uses."""
+    if cfg.ckpt_path:
+        check_checkpoint(cfg, module)
+    size = int(datamodule.image_size)
+    module.scoring.check_image_size(size)
+    window = getattr(module.loss_fn, "window_size", None)
+    if window is not None and window // 2 >= size:
+        raise SettingError(
+            type(module.loss_fn),
+            "window_size",
+            f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
+            f"below {2 * size}",
+        )
+    if cfg.test and datamodule.table("test").empty:
+        raise AeLabError(datamodule.no_test_images_message())
+    dry_run(module, size)
+
+
+def dry_run(module: AutoencoderModule, size: int) -> None:
+    """Two blank images through the network, the loss and the scoring (eval mode, no gradient):
+    a setting that would fail in the first step, or after training in the test step, fails now."""
+    x = torch.full((2, 3, size, size), 0.5)
+    batch = Batch(
+        image=x,
+        label=torch.tensor([0, 1]),
+        mask=torch.zeros(2, 1, size, size),
+        has_mask=torch.tensor([False, True]),
+        index=torch.arange(2),
+        category=["dry", "dry"],
+        defect=["good", "dry"],
+        path=["", ""],
+    )
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module.predict(batch)
+            module.loss_fn(out.recon, x)
+    except (RuntimeError, ValueError, OverflowError, TypeError) as exc:
+        raise AeLabError(
+            f"The model, loss or scoring settings fail on a {size}x{size} image before training "
+            f"({type(exc).__name__}: {exc}). Check the model.net, loss.fn and scoring settings "
+            "against data.image_size (e.g. SSIM windows and network depth)."
+        ) from exc
+    finally:
+        module.train(training)
+
+
+# ---- the checkpoint given as ckpt_path --------------------------------------------------------
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """`torch.load(path, weights_only=True)`: tensors, numbers, strings and containers only, so
+    a `.ckpt` from someone else cannot run code; anything else is refused in one paragraph."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, a pickle that needs more, not a checkpoint at all
+        needs = "Weights only load failed" in str(exc)
+        why = (
+            "it holds Python objects beyond tensors and plain values, which loading would have "
+            "to execute (a checkpoint written by train.py never does): only load it with "
+            "torch.load(weights_only=False) if you trust whoever made it"
+            if needs
+            else f"{type(exc).__name__}: {exc}. The file is truncated (a copy or save that did "
+            "not finish) or not a checkpoint written by train.py"
+        )
+        raise AeLabError(
+            f"Cannot read the checkpoint ckpt_path={path}: {why}. Point `ckpt_path` to a "
+            "complete .ckpt file of ae-lab, e.g. the run's checkpoints/last.ckpt."
+        ) from exc
+
+
+def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
+    """Raise AeLabError unless `cfg.ckpt_path` is a readable Lightning checkpoint whose finite
+    weights fit `module` (built from `cfg`) and, to resume, has epochs left to train."""
+    path = cfg.ckpt_path
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise AeLabError(
+            f"Cannot read the checkpoint ckpt_path={path}: it has no `state_dict`, so it is not "
+            "a Lightning checkpoint written by train.py. Point `ckpt_path` to a run's "
+            "checkpoints/last.ckpt."
+        )
+    saved = (ckpt.get("hyper_parameters") or {}).get("config") or {}
+    wanted = module.state_dict()
+    wrong = sorted(set(state) ^ set(wanted)) or [
+        k for k in wanted if state[k].shape != wanted[k].shape
+    ]
+    if wrong:
+        model, data = saved.get("model") or {}, saved.get("data") or {}
+        overrides = [
+            f"model={model.get('name')}",
+            f"model.latent_dim={model.get('latent_dim')}",
+            f"data.image_size={data.get('image_size')}",
+        ]
+        raise AeLabError(
+            f"The checkpoint ckpt_path={path} does not fit the model of this run "
+            f"(model={cfg.model.name}, model.latent_dim={cfg.model.latent_dim}, data.image_size="
+            f"{cfg.data.image_size}): e.g. the weights {', '.join(wrong[:3])} differ. It was "
+            f"trained with {', '.join(overrides)}: evaluate or resume it with the same "
+            f"settings, e.g. `{' '.join(overrides)}`."
+        )
+    bad = non_finite_tensors(state)
+    if bad:
+        raise AeLabError(
+            f"The checkpoint ckpt_path={path} holds NaN/inf weights ({len(bad)} tensors, e.g. "
+            f"{bad[0]}): it was saved after training diverged, so its metrics would be "
+            "meaningless. Use an earlier checkpoint, or train again with a lower `optimizer.lr`."
+        )
+    for key in ("loss.name", "data.categories"):  # resuming must go on training the same thing
+        before, now = OmegaConf.select(OmegaConf.create(saved), key), OmegaConf.select(cfg, key)
+        if cfg.train and before is not None and before != now:
+            raise AeLabError(
+                f"The checkpoint ckpt_path={path} was trained with {key}={before}, this run has "
+                f"{key}={now}: resuming would continue it as another run under a wrong name. "
+                f"Resume with {key}={before}, or start a new run without ckpt_path."
+            )
+    done = int(ckpt.get("epoch", -1)) + 1
+    if cfg.train and done >= cfg.trainer.max_epochs:
+        raise AeLabError(
+            f"The checkpoint ckpt_path={path} has already trained {done} epochs and "
+            f"trainer.max_epochs={cfg.trainer.max_epochs}: there is nothing left to resume. "
+            f"Raise trainer.max_epochs (e.g. trainer.max_epochs={done + 10}), or evaluate it "
+            "with train=false."
+        )
