@@ -167,7 +167,8 @@ def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict
         write_result(cfg, {"error": "interrupted", "status": "interrupted"}, start)
         if rank_zero_only.rank == 0:
             print(f"\n[ae-lab] interrupted. {interrupted_advice(stop)}", file=sys.stderr)
-        raise SystemExit(130) from None  # 128 + SIGINT, the shell's code for Ctrl-C
+        # 128 + the signal number, the shell's code: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)
+        raise SystemExit(143 if stop.sigterm else 130) from None
     except Exception as err:
         message = describe(err, cfg)
         write_result(cfg, {"error": message or f"{type(err).__name__}: {err}"}, start)

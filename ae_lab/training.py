@@ -16,6 +16,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.checks import check_run, check_settings
@@ -28,9 +29,9 @@ from ae_lab.module import AutoencoderModule
 class RunInterrupted(Exception):
     """Ctrl-C (or SIGTERM) stopped the run in `stage` ("fit" or "test"); Lightning has shut down."""
 
-    def __init__(self, stage: str, checkpoints: Path, best: str | None) -> None:
+    def __init__(self, stage: str, checkpoints: Path, best: str | None, sigterm: bool) -> None:
         super().__init__(f"interrupted during {stage}")
-        self.stage, self.checkpoints, self.best = stage, checkpoints, best
+        self.stage, self.checkpoints, self.best, self.sigterm = stage, checkpoints, best, sigterm
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -69,10 +70,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(logger, SummaryWandbLogger):
             logger.log_checkpoints(best, tested if cfg.test else None)
         exit_code = 0
-    except SystemExit:
+    except SystemExit as stop:  # Lightning's way out after Ctrl-C or SIGTERM
         if not trainer.interrupted:
             raise
-        raise RunInterrupted(stage, out_dir / "checkpoints", best) from None
+        sigterm = isinstance(stop, SIGTERMException)
+        raise RunInterrupted(stage, out_dir / "checkpoints", best, sigterm) from None
     finally:
         if isinstance(logger, WandbLogger) and trainer.is_global_zero:
             result |= finish_wandb(logger, exit_code)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from fnmatch import fnmatch
@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from filelock import FileLock
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from ae_lab.batch import Batch
@@ -128,6 +128,24 @@ class InMemoryImages(Dataset):
     def __getitem__(self, i: int) -> Batch:
         """One sample, as a batch of one."""
         return self.__getitems__([int(i)])
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order per epoch that depends only on (seed, epoch): Lightning calls `set_epoch`,
+    so a run resumed at epoch k sees the same batches as one that never stopped."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
 def _as_is(batch: Batch) -> Batch:
@@ -281,8 +299,7 @@ class MVTecDataModule(LightningDataModule):
         return DataLoader(
             self.dataset(split),
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            sampler=EpochShuffle(len(self.dataset(split)), self.seed) if shuffle else None,
             collate_fn=_as_is,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
