@@ -3,6 +3,7 @@ label, mask_path); split a validation set off the training images; decode image 
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
 from collections.abc import Iterable
@@ -38,16 +39,34 @@ class NoTestImagesWarning(UserWarning):
     """A category has no test images; it can only be trained on."""
 
 
+class EmptyFolderWarning(UserWarning):
+    """A `test/<defect>/` folder holds no image: that defect type (or the good images) is missing
+    from the test set."""
+
+
+class BrokenLinkWarning(UserWarning):
+    """A symbolic link in the dataset points nowhere; it is skipped."""
+
+
 def _listdir(folder: Path, files: bool) -> list[Path]:
     """Sorted image files (or subfolders) of `folder`; hidden entries are skipped (macOS archives
-    carry AppleDouble `._000.png` metadata files next to every image)."""
+    carry AppleDouble `._000.png` metadata files next to every image). Symbolic links count as
+    what they point to; a broken one is skipped with a warning."""
     if not folder.is_dir():
         return []
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    for p in entries:
+        if p.is_symlink() and not p.exists() and (p.suffix.lower() in IMAGE_EXTENSIONS) == files:
+            warnings.warn(
+                f"{p} is a broken symbolic link (to {os.readlink(p)}): skipped. Point it at an "
+                "existing file or folder, or delete it.",
+                BrokenLinkWarning,
+                stacklevel=3,
+            )
     return sorted(
         p
-        for p in folder.iterdir()
-        if not p.name.startswith(".")
-        and (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS if files else p.is_dir())
+        for p in entries
+        if (p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS if files else p.is_dir())
     )
 
 
@@ -84,8 +103,10 @@ def _scan_category(root: Path, category: str) -> list[tuple]:
             f"regenerate it, or drop '{category}' from `data.categories`."
         )
     rows = [(p, "train", "good", None) for p in train]
+    empty = []
     for defect_dir in _listdir(base / "test", files=False):
         defect, images = defect_dir.name, _listdir(defect_dir, files=True)
+        empty += [] if images else [str(defect_dir)]
         if defect == "good":
             rows += [(p, "test", defect, None) for p in images]
             continue
@@ -104,6 +125,14 @@ def _scan_category(root: Path, category: str) -> list[tuple]:
                 stacklevel=3,
             )
         rows += [(p, "test", defect, _mask_of(p, masks)) for p in images]
+    if empty and len(rows) > len(train):  # all empty: the warning below says so
+        warnings.warn(
+            f"No image files in {', '.join(empty)}: '{category}' is tested without them (with "
+            "only good or only defective test images left, its AUROC is undefined). The dataset "
+            "looks incomplete: re-download or regenerate it, or delete the empty folder.",
+            EmptyFolderWarning,
+            stacklevel=3,
+        )
     if len(rows) == len(train):
         warnings.warn(
             f"No test images for '{category}': no image files in {base / 'test'}/<defect>/ "
