@@ -166,9 +166,10 @@ def offline_run(run_dir: Path) -> tuple[dict[str, Any], RawRun] | str:
         scores = scores_frame(table) if table.is_file() else None
     except (RuntimeError, ValueError) as err:  # damaged log, bad JSON, a table without columns
         return f"skipped run folder {run_dir}: its W&B log is unreadable or damaged: {err}"
-    state = {None: "no exit record: crashed or still running", 0: "finished"}.get(
-        exit_code, f"crashed (exit code {exit_code})"
+    unfinished = (
+        "no exit record: crashed, or still running (rerun the analysis once it has finished)"
     )
+    state = {None: unfinished, 0: "finished"}.get(exit_code, f"crashed (exit code {exit_code})")
     config.pop("_wandb", None)
     name, group = info.get("display_name") or info["run_id"], info.get("run_group")
     raw = RawRun(info["run_id"], name, group, state, config, summary, str(run_dir), history, scores)
