@@ -131,11 +131,11 @@ def summary(sweep_dir: Path, n_runs: int, metric: dict[str, str]) -> tuple[str, 
     results = {p.parent.name: json.loads(p.read_text()) for p in files}
     values = [r[name] for r in results.values() if isinstance(r.get(name), int | float)]
     best = (max if metric.get("goal") == "maximize" else min)(values, default=None)
-    lines = [f"{'run':32s} {'status':9s} {name}"]
+    lines = [f"{'run':32s} {'status':11s} {name}"]
     for run, r in results.items():
         value = r.get(name)
         shown = f"{value:.4f}" + (" *" if value == best else "") if value in values else "-"
-        lines.append(f"{run:32s} {r.get('status'):9s} {shown}")
+        lines.append(f"{run:32s} {r.get('status'):11s} {shown}")
     offline = [r["wandb_dir"] for r in results.values() if r.get("wandb_mode") == "offline"]
     if offline:
         lines.append(f"\n[sweep] offline W&B runs; to upload: wandb sync {shlex.join(offline)}")
@@ -182,18 +182,30 @@ def main(argv: list[str] | None = None) -> int:
     if stopped_by is None:
         print(f"\n{table}\n\n[sweep] {failed} of {n_runs} runs failed" if failed else f"\n{table}")
         return 1 if failed or code else 0
-    # Hydra creates a run's folder when the run starts; result.json is written when it ends.
+    # Hydra creates a run's folder when the run starts; result.json is written when it ends, with
+    # status "interrupted" for a stopped run (none when it was stopped outside Lightning).
     started = [p for p in sweep_dir.iterdir() if re.match(r"\d+-", p.name) and p.is_dir()]
-    ended = sum((p / "result.json").is_file() for p in started)
-    ended_failed = failed - (n_runs - ended)
+    status = [_status(p / "result.json") for p in started]
+    ended = sum(s not in (None, "interrupted") for s in status)
+    ended_failed = ended - status.count("ok")
+    interrupted = len(started) - ended
     print(
         f"\n{table}\n\n[sweep] grid stopped by {signal.Signals(stopped_by).name}: {ended} of "
         f"{n_runs} runs ended" + (f" ({ended_failed} failed)" if ended_failed else "") + ", "
-        f"{len(started) - ended} interrupted (resume command above), {n_runs - len(started)} "
-        "did not run.",
+        f"{interrupted} interrupted"
+        + (" (each printed its command to go on)" if interrupted else "")
+        + ", "
+        f"{n_runs - len(started)} did not run.",
         flush=True,
     )
     return 128 + stopped_by  # the shell's code for death by that signal: 130, 143, 129
+
+
+def _status(result_file: Path) -> str | None:
+    try:
+        return json.loads(result_file.read_text()).get("status")
+    except (OSError, ValueError):  # not written (or cut short by SIGKILL)
+        return None
 
 
 def _taken(sweep_dir: Path, group: str, given: bool) -> AeLabError:
@@ -229,16 +241,18 @@ def run_grid(
         while True:
             try:
                 code = proc.wait(timeout=0.2)
-                break
             except subprocess.TimeoutExpired:
-                stop.report()
-                if stop.deadline is not None and time.monotonic() > stop.deadline:
-                    _signal_group(proc.pid, signal.SIGKILL)  # a run that does not stop
-        if stop.signals:  # joblib's loky workers may outlive Hydra's process: same deadline
+                code = None
             stop.report()
-            while _group_alive(proc.pid) and time.monotonic() < (stop.deadline or 0):
+            # joblib's loky workers may outlive Hydra's process: a stopped grid waits for them
+            if code is not None and not (stop.signals and _group_alive(proc.pid)):
+                break
+            if stop.deadline is not None and time.monotonic() > stop.deadline:
+                stop.kill()
+                if code is not None:
+                    break
+            if code is not None:
                 time.sleep(0.1)
-            _signal_group(proc.pid, signal.SIGKILL)
         return code, (stop.signals[0] if stop.signals else None)
     except BaseException:  # our own crash must not leave the grid running unattended
         if stop.pgid is not None:
@@ -275,6 +289,12 @@ class _Stop:
             self.interrupted = True
             _signal_group(self.pgid, signal.SIGINT)
 
+    def kill(self) -> None:
+        """SIGKILL to what is left of the group, at the deadline: runs that did not stop."""
+        if self.pgid is not None and _group_alive(self.pgid):
+            _signal_group(self.pgid, signal.SIGKILL)
+            print(f"[sweep] the runs did not stop in {self.grace:g} s: killed.", file=sys.stderr)
+
     def report(self) -> None:
         """Print the stop here, not in the handler: a handler that prints while the main thread
         prints raises a reentrant-call RuntimeError."""
@@ -292,11 +312,22 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Whether a process of group `pgid` is left; zombies, which no signal ends, do not count."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: any process of the group, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:  # `pid (name) state ppid pgrp ...`; the name may hold spaces and parentheses
+            state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
+        except (OSError, ValueError):  # ended while we read
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False
 
 
 # ---- the W&B agent's command line ----------------------------------------------------------
