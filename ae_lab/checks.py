@@ -34,6 +34,12 @@ def check_settings(cfg: DictConfig) -> None:
         raise AeLabError(
             f"seed={seed!r} must be an integer in [0, 2**32 - 1] (numpy's range), e.g. seed=42."
         )
+    epochs = cfg.trainer.get("max_epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 100_000:
+        raise AeLabError(
+            f"trainer.max_epochs={epochs!r} must be an integer from 1 to 100000 (Lightning reads "
+            "-1 as 'train forever'), e.g. trainer.max_epochs=30."
+        )
     limit = cfg.trainer.get("limit_test_batches", 1.0)
     if cfg.test and not (isinstance(limit, float) and limit == 1.0):
         raise AeLabError(
@@ -58,7 +64,9 @@ def check_run(cfg: DictConfig, module: AutoencoderModule, datamodule: Any) -> No
             f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
             f"below {2 * size}",
         )
-    if cfg.test and datamodule.table("test").empty:
+    # A synthetic set is written by `prepare_data` (at fit or test), with test images: not read yet.
+    generated = getattr(datamodule, "generate", None) is not None
+    if cfg.test and not generated and datamodule.table("test").empty:
         raise AeLabError(datamodule.no_test_images_message())
     dry_run(module, size)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -121,7 +122,18 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
         # Resuming would restore the optimizer's state, learning rate included: start again.
         return f"{diverged}{evaluate} Train again with a lower learning rate ({fix})."
     user = next((e for e in chain if isinstance(e, AeLabError)), None)
-    return None if user is None else str(user)
+    if user is not None:
+        return str(user)
+    # Lightning checks some trainer values only when fitting (e.g. limit_train_batches).
+    lightning = next((e for e in chain if isinstance(e, MisconfigurationException)), None)
+    if lightning is not None:
+        named = [f"trainer.{k}" for k in cfg.trainer if re.search(rf"\b{k}\b", str(lightning))]
+        shown = ", ".join(_shown(cfg, k) for k in named) or "trainer.*"
+        return (
+            f"Lightning rejects a setting ({shown}): {lightning}. Fix it on the command line or "
+            "in conf/trainer/."
+        )
+    return None
 
 
 # ---- Ctrl-C ------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 paragraph) and `SettingError` (an argument of a library class out of range: the command line
 turns its argument names into config keys, `ae_lab.cli.describe`)."""
 
-
 import sys
 
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ae_lab import keys
 from ae_lab.batch import Batch, Predictions
-from ae_lab.errors import AeLabError, SettingError
+from ae_lab.errors import AeLabError, SettingError, check_number
 from ae_lab.losses import per_image_errors
 from ae_lab.metrics import image_metrics, pixel_metrics
 from ae_lab.scoring import Scoring, anomaly_map, image_score
@@ -90,6 +90,7 @@ class AutoencoderModule(L.LightningModule):
         self.net, self.loss_fn = built["net"], built["loss"]
         self.optimizer_factory, self.scheduler_factory = built["optimizer"], built["scheduler"]
         self.scoring = built["scoring"] or Scoring()
+        check_number(AutoencoderModule, "kl_beta", kl_beta, 0.0, 1e6)
         self.kl_beta, self.name = kl_beta, name
         if latent_dim is not None and getattr(self.net, "latent_dim", latent_dim) != latent_dim:
             raise SettingError(

@@ -4,6 +4,7 @@ result file, summary) is `ae_lab.cli`; the checks before anything starts are `ae
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = output_dir(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()  # the data on disk before the checks read it (fit's call: a no-op)
     module = build_module(cfg)
     check_run(cfg, module, datamodule)  # before any training, W&B run or compilation
     optimise(module, cfg.torch)
@@ -189,15 +191,20 @@ def build_trainer(
             **kw,
         )
     except InstantiationException as exc:
-        if not isinstance(exc.__cause__, MisconfigurationException):
+        cause = exc.__cause__
+        if not isinstance(cause, MisconfigurationException | TypeError | ValueError):
             raise
-        t = settings
+        named = [k for k in settings if k != "_target_" and re.search(rf"\b{k}\b", str(cause))]
+        shown = ", ".join(f"trainer.{k}={settings.get(k)!r}" for k in named) or "trainer.*"
+        gpu = ""
+        if str(settings.get("accelerator")) in ("gpu", "cuda") or "CUDA" in str(cause):
+            gpu = (
+                f" A GPU trainer (trainer=gpu) needs a GPU that PyTorch sees (here: "
+                f"{torch.cuda.device_count()}); on the CPU use `trainer=default`."
+            )
         raise AeLabError(
-            f"Lightning rejects the trainer settings (trainer.accelerator={t.get('accelerator')}, "
-            f"trainer.devices={t.get('devices')}, trainer.strategy={t.get('strategy', 'auto')}, "
-            f"trainer.precision={t.get('precision')}): {exc.__cause__}. A GPU trainer "
-            f"(trainer=gpu) needs a GPU that PyTorch sees (here: {torch.cuda.device_count()}); on "
-            "the CPU use `trainer=default`."
+            f"Lightning rejects the trainer settings ({shown}): {cause}. Fix the value on the "
+            f"command line or in conf/trainer/.{gpu}"
         ) from exc
 
 
