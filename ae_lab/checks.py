@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.batch import Batch
@@ -64,9 +65,7 @@ def check_run(cfg: DictConfig, module: AutoencoderModule, datamodule: Any) -> No
             f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
             f"below {2 * size}",
         )
-    # A synthetic set is written by `prepare_data` (at fit or test), with test images: not read yet.
-    generated = getattr(datamodule, "generate", None) is not None
-    if cfg.test and not generated and datamodule.table("test").empty:
+    if cfg.test and datamodule.table("test").empty:
         raise AeLabError(datamodule.no_test_images_message())
     dry_run(module, size)
 
@@ -99,6 +98,22 @@ def dry_run(module: AutoencoderModule, size: int) -> None:
         ) from exc
     finally:
         module.train(training)
+
+
+def claim_output_dir(out_dir: Path) -> FileLock:
+    """Hold `out_dir` for this process (released when it exits, however it exits): a second run
+    started with the same `hydra.run.dir` or `output_dir` would mix its checkpoints with ours."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out_dir / ".run.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise AeLabError(
+            f"Another run is writing to {out_dir} (its checkpoints and logs): two runs in one "
+            "folder would overwrite each other's last.ckpt. Give this run its own folder (leave "
+            "hydra.run.dir and output_dir unset for a fresh one), or wait for the other to end."
+        ) from None
+    return lock
 
 
 # ---- the checkpoint given as ckpt_path --------------------------------------------------------

@@ -181,6 +181,10 @@ def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict
             print(f"\n[ae-lab] interrupted. {interrupted_advice(stop)}", file=sys.stderr)
         # 128 + the signal number, the shell's code: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)
         raise SystemExit(143 if stop.sigterm else 130) from None
+    except KeyboardInterrupt:  # before Lightning took over (loading data, building the model)
+        write_result(cfg, {"error": "interrupted", "status": "interrupted"}, start)
+        print("\n[ae-lab] interrupted before training began: start the run again.", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as err:
         message = describe(err, cfg)
         write_result(cfg, {"error": message or f"{type(err).__name__}: {err}"}, start)

@@ -20,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.checks import check_run, check_settings
+from ae_lab.checks import check_run, check_settings, claim_output_dir
 from ae_lab.config import flatten
 from ae_lab.errors import AeLabError
 from ae_lab.logger import SummaryWandbLogger
@@ -42,6 +42,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_settings(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = output_dir(cfg)
+    claim = claim_output_dir(out_dir)  # noqa: F841  (the folder is ours while the run lasts)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()  # the data on disk before the checks read it (fit's call: a no-op)
     module = build_module(cfg)
