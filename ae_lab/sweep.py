@@ -226,84 +226,54 @@ def run_grid(
 
     SIGINT, SIGTERM or SIGHUP to this process sends one SIGINT to the whole group: Lightning ends
     the runs in flight as interrupted runs (train.py prints the resume command, exits 130) and
-    the KeyboardInterrupt/SystemExit leaves Hydra's launcher, so no next run starts. What is left
-    of the group after `grace` seconds, or at a second signal, is killed. Returns the multirun's
-    exit code and the first stop signal (None when it ended by itself).
+    Hydra's launcher starts no next run. What is left of the group after `grace` seconds, or at a
+    second signal, is killed. Returns the multirun's exit code and the first stop signal (None
+    when it ended by itself).
     """
-    stop = _Stop(grace)
+    received: list[int] = []
+    group: list[int] = []  # the child's process group, once it exists
+
+    def stop(signum: int, _frame: Any) -> None:  # no printing here: it may interrupt a print
+        received.append(signum)
+        if group:
+            _signal_group(group[0], signal.SIGINT if len(received) == 1 else signal.SIGKILL)
+
     previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}  # before the child: no gap
     try:
-        # Its own session: Ctrl-C reaches the group once, through us, and never a second time
-        # from the terminal (a second SIGINT would cut Lightning's graceful stop short).
+        # Its own session: Ctrl-C reaches the group once, through us, never a second time from
+        # the terminal (a second SIGINT would cut Lightning's graceful stop short).
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
-        stop.pgid = proc.pid
-        stop.forward()  # a signal that came before the group existed
+        group.append(proc.pid)
+        if received:  # a signal that came before the group existed
+            _signal_group(proc.pid, signal.SIGINT)
+        deadline = None
         while True:
             try:
                 code = proc.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 code = None
-            stop.report()
-            # joblib's loky workers may outlive Hydra's process: a stopped grid waits for them
-            if code is not None and not (stop.signals and _group_alive(proc.pid)):
+            if received and deadline is None:
+                deadline = time.monotonic() + grace
+                name = signal.Signals(received[0]).name
+                print(
+                    f"\n[sweep] {name}: stopping the runs in flight.", file=sys.stderr, flush=True
+                )
+            # After a stop, wait for the whole group: joblib's workers may outlive Hydra's process.
+            if code is not None and not (received and _group_alive(proc.pid)):
                 break
-            if stop.deadline is not None and time.monotonic() > stop.deadline:
-                stop.kill()
-                if code is not None:
-                    break
-            if code is not None:
-                time.sleep(0.1)
-        return code, (stop.signals[0] if stop.signals else None)
+            if deadline is not None and time.monotonic() > deadline:
+                _signal_group(proc.pid, signal.SIGKILL)
+                print(f"[sweep] the runs did not stop in {grace:g} s: killed.", file=sys.stderr)
+                code = proc.wait()
+                break
+        return code, (received[0] if received else None)
     except BaseException:  # our own crash must not leave the grid running unattended
-        if stop.pgid is not None:
-            _signal_group(stop.pgid, signal.SIGKILL)
+        if group:
+            _signal_group(group[0], signal.SIGKILL)
         raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-class _Stop:
-    """The signal handler of `run_grid`: the first signal interrupts the group, later ones kill it."""
-
-    def __init__(self, grace: float) -> None:
-        self.grace = grace
-        self.signals: list[int] = []
-        self.pgid: int | None = None
-        self.deadline: float | None = None
-        self.interrupted = False
-        self.reported = 0
-
-    def __call__(self, signum: int, _frame: Any) -> None:
-        self.signals.append(signum)
-        if self.deadline is None:
-            self.deadline = time.monotonic() + self.grace
-        self.forward()
-
-    def forward(self) -> None:
-        if self.pgid is None or not self.signals:
-            return
-        if len(self.signals) > 1:
-            _signal_group(self.pgid, signal.SIGKILL)
-        elif not self.interrupted:
-            self.interrupted = True
-            _signal_group(self.pgid, signal.SIGINT)
-
-    def kill(self) -> None:
-        """SIGKILL to what is left of the group, at the deadline: runs that did not stop."""
-        if self.pgid is not None and _group_alive(self.pgid):
-            _signal_group(self.pgid, signal.SIGKILL)
-            print(f"[sweep] the runs did not stop in {self.grace:g} s: killed.", file=sys.stderr)
-
-    def report(self) -> None:
-        """Print the stop here, not in the handler: a handler that prints while the main thread
-        prints raises a reentrant-call RuntimeError."""
-        if len(self.signals) > self.reported:
-            self.reported = len(self.signals)
-            name = signal.Signals(self.signals[-1]).name
-            how = "killing the runs" if self.reported > 1 else "stopping the runs in flight"
-            again = "" if self.reported > 1 else "; again to kill them"
-            print(f"\n[sweep] {name}: {how}{again}.", file=sys.stderr, flush=True)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -312,22 +282,12 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    """Whether a process of group `pgid` is left; zombies, which no signal ends, do not count."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: any process of the group, zombies included
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:  # `pid (name) state ppid pgrp ...`; the name may hold spaces and parentheses
-            state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
-        except (OSError, ValueError):  # ended while we read
-            continue
-        if int(pgrp) == pgid and state != "Z":
-            return True
-    return False
+    """Whether a process of group `pgid` is left (orphaned workers are reaped by init)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 # ---- the W&B agent's command line ----------------------------------------------------------
