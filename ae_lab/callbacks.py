@@ -82,7 +82,7 @@ def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
     perplexity = min(30.0, (n - 1) / 3.0)
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     # One thread: sklearn's OpenMP gradient loop spin-waits, and next to a training process (or
-    # parallel sweep jobs) more threads made 500 points take 80 s instead of 6 s on 2 busy cores.
+    # parallel sweep jobs) more threads make it many times slower on busy cores.
     with threadpool_limits(limits=1):
         return tsne.fit_transform(z)
 

@@ -11,7 +11,7 @@ from ae_lab.errors import AeLabError
 def ensure_wandb_mode() -> str:
     """The W&B mode to use: an explicit `WANDB_MODE` (offline, disabled) is respected; otherwise
     offline, with one line saying why, when there are no credentials or W&B's server does not
-    answer within 3 s (instead of a login prompt or a 90 s hang); `WANDB_MODE=online` then fails
+    answer within 3 s (instead of a login prompt or a long network timeout); `WANDB_MODE=online` then fails
     with the fix."""
     mode = os.environ.get("WANDB_MODE")
     if mode and mode != "online":

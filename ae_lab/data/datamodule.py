@@ -111,7 +111,7 @@ class InMemoryImages(Dataset):
 
     def __getitems__(self, indices: list[int]) -> Batch:
         # numpy, not torch, for gather + cast: single-threaded and predictable, whereas torch's
-        # intra-op thread pool made these small ops 10-100x slower on a busy 2-core machine.
+        # intra-op thread pool makes these small ops much slower on a busy machine.
         idx = np.asarray(indices, dtype=np.int64)
         image = np.divide(self.images[idx], np.float32(255.0), dtype=np.float32)
         return Batch(

@@ -121,7 +121,7 @@ def latent_layers(
     would need 2M weights per latent projection). spatial: a 1x1 conv to latent_dim / s**2
     channels, flattened channel-major (so the VAE's chunk(2, dim=1) splits channels): the same
     number of latent values, but each describes its own region, so the decoder need not learn
-    where things are from a global code (bench/README.md, detection).
+    where things are from a global code (bench/README.md, history of 2026-11-29).
     """
     squeeze = conv_norm_act(channels, bottleneck, kernel_size=1)
     expand = conv_norm_act(bottleneck, channels, kernel_size=1)
