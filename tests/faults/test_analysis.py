@@ -73,6 +73,7 @@ def _is_number(cell: str) -> bool:
 
 
 # ---- hostile names and values -------------------------------------------------------------------
+@pytest.mark.slow  # the whole report folder: ~4-5 s on a quiet 2-core machine
 @pytest.mark.filterwarnings("ignore:Glyph")  # matplotlib's font lacks the CJK name: boxes, no harm
 def test_report_escapes_html_stays_in_its_folder_and_defuses_csv_formulas(tmp_path, monkeypatch):
     # 20 bootstrap draws instead of 500: the intervals' numbers are not what is checked here.
@@ -90,7 +91,7 @@ def test_report_escapes_html_stays_in_its_folder_and_defuses_csv_formulas(tmp_pa
     # Nothing outside the report folder but its lock file (named after the project only).
     written = [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()]
     outside = [p for p in written if p.parts[:2] != ("reports", "proj")]
-    assert [str(p) for p in outside] == ["reports/.proj.lock"]
+    assert {str(p) for p in outside} <= {"reports/.proj.lock"}
     assert not (tmp_path / "escaped").exists() and not list(tmp_path.parent.glob("escaped*"))
 
     page = (out / "index.html").read_text(encoding="utf-8")
