@@ -2,9 +2,10 @@
 
 Plotly (interactive W&B panels): `error_histograms`, `tsne_figure`, `histogram_grid`; each goes
 through `plain_figure` so W&B's Plotly panel can draw it. Matplotlib (W&B images, the notebook,
-the HTML report; labels in Spanish, the hand-in's language): `loss_curves`, `defect_histograms`,
-`tsne_scatter`, `reconstruction_comparison`, `auroc_heatmap`. Figures use the object-oriented API
-(`Figure`, no pyplot).
+the HTML report; labels in Spanish, the hand-in's language): `loss_curves`,
+`loss_curves_comparison`, `defect_histograms`, `loss_histograms`, `tsne_scatter`,
+`reconstruction_comparison`, `image_montage`, `auroc_heatmap`. Figures use the object-oriented
+API (`Figure`, no pyplot).
 """
 
 import base64
@@ -23,6 +24,9 @@ from ae_lab import keys
 from ae_lab.metrics import ALL, defect_aurocs
 
 LOSS_COLOURS = {"l1": "tab:blue", "l2": "tab:orange", "ssim": "tab:green", "ssim_l1": "tab:red"}
+LOSS_NAMES = {"l1": "L1", "l2": "L2", "ssim": "SSIM", "ssim_l1": "SSIM+L1"}
+# Architectures in colours the losses do not use, so that no figure reads one as the other.
+MODEL_COLOURS = ("tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink")
 GOOD_GREY = ("rgb(120,120,120)", "0.55")  # plotly, matplotlib
 DPI = 110
 
@@ -125,6 +129,19 @@ def plural(n: int, one: str, many: str | None = None) -> str:
 
 
 # ---- Matplotlib ---------------------------------------------------------------------------------
+def loss_name(loss: str) -> str:
+    """`ssim_l1` -> `SSIM+L1`, as figure text writes a loss function."""
+    return LOSS_NAMES.get(str(loss), str(loss))
+
+
+def _train_val(ax, history: pd.DataFrame, colour: str, name: str) -> None:
+    """One run's `train/loss` (solid) and `val/loss` (dashed) against the epoch."""
+    for key, style, what in ((keys.TRAIN_LOSS, "-", "entren."), (keys.VAL_LOSS, "--", "val.")):
+        pts = history[[keys.EPOCH, key]].dropna()
+        label = f"{name} ({what})"
+        ax.plot(pts[keys.EPOCH], pts[key], style, color=colour, marker=".", label=label)
+
+
 def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure:
     """One architecture: left, `train/loss` (solid) and `val/loss` (dashed) of each loss function
     on a log axis (each loss has its own scale); right, `val/l1`, the same error for every run."""
@@ -133,10 +150,7 @@ def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure
     for _, run in runs[runs["model"] == model].sort_values("loss").iterrows():
         h = history[history["run_id"] == run["run_id"]].sort_values(keys.EPOCH)
         colour = LOSS_COLOURS.get(str(run["loss"]))
-        for key, style, what in ((keys.TRAIN_LOSS, "-", "entren."), (keys.VAL_LOSS, "--", "val.")):
-            pts = h[[keys.EPOCH, key]].dropna()
-            label = f"{run['loss']} ({what})"
-            left.plot(pts[keys.EPOCH], pts[key], style, color=colour, marker=".", label=label)
+        _train_val(left, h, colour, run["loss"])
         pts = h[[keys.EPOCH, keys.VAL_L1]].dropna()
         right.plot(pts[keys.EPOCH], pts[keys.VAL_L1], color=colour, marker=".", label=run["loss"])
     n_losses = runs.loc[runs["model"] == model, "loss"].nunique()
@@ -158,7 +172,48 @@ def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure
     return fig
 
 
+def loss_curves_comparison(runs: pd.DataFrame, history: pd.DataFrame) -> Figure:
+    """Every architecture on the same axes: a panel per loss function, `train/loss` (solid) and
+    `val/loss` (dashed) of each architecture's runs with that loss, on a log axis (the final
+    values of two architectures differ tenfold)."""
+    losses, models = sorted(runs["loss"].dropna().unique()), sorted(runs["model"].unique())
+    fig = Figure(figsize=(3.4 * len(losses) + 0.8, 3.9), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(losses), squeeze=False)[0]
+    for ax, loss in zip(axes, losses, strict=True):
+        for i, model in enumerate(models):
+            colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
+            for run_id in runs.loc[(runs["model"] == model) & (runs["loss"] == loss), "run_id"]:
+                h = history[history["run_id"] == run_id].sort_values(keys.EPOCH)
+                _train_val(ax, h, colour, model)
+        ax.set_yscale("log")
+        ax.set(title=f"pérdida {loss_name(loss)}", xlabel="época")
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("pérdida (escala de cada función, log)")
+    fig.suptitle(
+        "Arquitecturas en los mismos ejes, una función de pérdida por panel: "
+        "entrenamiento (continua) y validación (discontinua)"
+    )
+    return fig
+
+
 AXIS_NAMES = {"score": "puntuación de anomalía", "loss": "error de reconstrucción (pérdida)"}
+
+
+def _good_vs_defects(axes, part: pd.DataFrame, defects: list[str], column: str, edges) -> None:
+    """One run and class, a panel per defect type: its good images (grey) against that defect
+    (red) on the bins `edges`, as fractions of each group, titled with the defect's AUROC."""
+    aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
+    good = part.loc[part["defect"] == "good", column].to_numpy()
+    for ax, defect in zip(axes, defects, strict=False):
+        values = part.loc[part["defect"] == defect, column].to_numpy()
+        for data, colour, name in ((good, GOOD_GREY[1], "buenas"), (values, "tab:red", defect)):
+            weights = np.full(len(data), 1 / max(1, len(data)))
+            label = f"{name} (n={len(data)})"
+            ax.hist(data, bins=edges, weights=weights, color=colour, alpha=0.6, label=label)
+        ax.set_title(f"{defect}: AUROC {aurocs.get(defect, math.nan):.2f}", fontsize=10)
+        ax.legend(fontsize=7)
 
 
 def defect_histograms(
@@ -170,26 +225,46 @@ def defect_histograms(
     axis = AXIS_NAMES.get(column, column)
     part = scores[scores["category"] == category]
     defects = sorted(set(part["defect"]) - {"good"})
-    aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
-    good = part.loc[part["defect"] == "good", column].to_numpy()
-    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=15)
     cols = max(1, min(per_row, len(defects)))
     rows = max(1, math.ceil(len(defects) / cols))
     fig = Figure(figsize=(max(4.8, 3.2 * cols), 2.6 * rows + 0.8), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
-    for ax, defect in zip(axes, defects, strict=False):
-        values = part.loc[part["defect"] == defect, column].to_numpy()
-        for data, colour, name in ((good, GOOD_GREY[1], "buenas"), (values, "tab:red", defect)):
-            weights = np.full(len(data), 1 / max(1, len(data)))
-            label = f"{name} (n={len(data)})"
-            ax.hist(data, bins=edges, weights=weights, color=colour, alpha=0.6, label=label)
-        ax.set_title(f"{defect}: AUROC {aurocs.get(defect, math.nan):.2f}", fontsize=10)
-        ax.legend(fontsize=7)
+    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=15)
+    _good_vs_defects(axes, part, defects, column, edges)
+    for ax in axes[: len(defects)]:
         ax.set_xlabel(axis, fontsize=8)
         ax.set_ylabel("fracción de imágenes", fontsize=8)
     for ax in axes[len(defects) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{category}: {axis},\nbuenas contra cada defecto", fontsize=10)
+    fig.suptitle(f"{category}: {axis},\nbuenas frente a cada tipo de defecto", fontsize=10)
+    return fig
+
+
+def loss_histograms(
+    scores: pd.DataFrame, runs: pd.DataFrame, category: str, column: str = "loss"
+) -> Figure:
+    """One class, a row per run (`runs`: one architecture's losses), a column per defect type:
+    the run's good images (grey) against that defect (red) on bins shared by the row (each loss
+    has its own scale), titled with the AUROC of `column` (`loss`: each run's per-image error in
+    its own loss)."""
+    part = scores[scores["category"] == category]
+    defects = sorted(set(part["defect"]) - {"good"})
+    size = (max(4.8, 2.7 * len(defects) + 0.9), 2.3 * len(runs) + 1.0)
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+    axes = fig.subplots(len(runs), max(1, len(defects)), squeeze=False)
+    pairs = runs[["run_id", "loss"]].itertuples(index=False)
+    for row, (run_id, loss) in zip(axes, pairs, strict=True):
+        mine = part[part["run_id"] == run_id].dropna(subset=[column])
+        edges = np.histogram_bin_edges(mine[column].to_numpy(), bins=15)
+        _good_vs_defects(row, mine, defects, column, edges)
+        row[0].set_ylabel(f"{loss_name(loss)}\nfracción de imágenes", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel(AXIS_NAMES.get(column, column), fontsize=8)
+    model = ", ".join(sorted(runs["model"].astype(str).unique()))
+    fig.suptitle(
+        f"Arquitectura {model}, clase {category}: error de reconstrucción de cada modelo en su "
+        "propia pérdida (una fila por pérdida),\nbuenas (gris) frente a cada tipo de defecto (rojo)"
+    )
     return fig
 
 
@@ -211,33 +286,66 @@ def tsne_scatter(table: pd.DataFrame, title: str, by: str = "category", ax=None)
 
 def reconstruction_comparison(
     images: np.ndarray,
-    masks: np.ndarray,
-    models: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    masks: np.ndarray | None,
+    models: dict[str, tuple[np.ndarray, np.ndarray]],
     row_titles: list[str],
+    vmax: float,
+    title: str = "",
 ) -> Figure:
     """Test images in rows: the original, then per model its reconstruction and anomaly map, then
-    the ground-truth mask. images uint8 [N,H,W,3]; masks [N,H,W]; models: name -> (recons uint8
-    [N,H,W,3], maps [N,H,W], vmax); each model's maps share one inferno scale 0..vmax (colour bar)."""
-    n, cols = len(images), 2 + 2 * len(models)
-    fig = Figure(figsize=(1.25 * cols + 0.4, 1.3 * n + 1.2), dpi=DPI, layout="constrained")
+    (with `masks`) the ground-truth mask. images uint8 [N,H,W,3]; masks [N,H,W]; models: name ->
+    (recons uint8 [N,H,W,3], maps [N,H,W]); every map on one inferno scale 0..vmax (one colour
+    bar), so that the models compare."""
+    n, cols = len(images), 1 + 2 * len(models) + (masks is not None)
+    fig = Figure(figsize=(1.25 * cols + 0.4, 1.3 * n + 1.4), dpi=DPI, layout="constrained")
     axes = fig.subplots(n, cols, squeeze=False)
     headers = [
         f"{what}\n{name}" for name in models for what in ("reconstrucción", "mapa de anomalía")
     ]
-    for ax, header in zip(axes[0], ["original", *headers, "máscara"], strict=True):
+    headers = ["original", *headers, *(["máscara"] if masks is not None else [])]
+    for ax, header in zip(axes[0], headers, strict=True):
         ax.set_title(header, fontsize=8)
     for i in range(n):
         axes[i, 0].imshow(images[i])
         axes[i, 0].set_ylabel(row_titles[i], fontsize=7, rotation=0, ha="right", va="center")
-        axes[i, -1].imshow(masks[i], cmap="gray", vmin=0, vmax=1)
-    for j, (recons, maps, vmax) in enumerate(models.values()):
+        if masks is not None:
+            axes[i, -1].imshow(masks[i], cmap="gray", vmin=0, vmax=1)
+    for j, (recons, maps) in enumerate(models.values()):
         for i in range(n):
             axes[i, 1 + 2 * j].imshow(recons[i])
             shown = axes[i, 2 + 2 * j].imshow(maps[i], cmap="inferno", vmin=0.0, vmax=vmax)
-        bar = fig.colorbar(shown, ax=axes[:, 2 + 2 * j], location="bottom", shrink=0.9, pad=0.01)
-        bar.set_label(f"error: 0 a {vmax:.2g}", fontsize=8)  # the header names the model
     for ax in axes.ravel():
         ax.set(xticks=[], yticks=[])
+    if models:
+        map_axes = axes[:, 2 : 1 + 2 * len(models) : 2].ravel().tolist()
+        bar = fig.colorbar(shown, ax=map_axes, location="bottom", shrink=0.5, aspect=40)
+        bar.set_label(f"mapa de anomalía, una escala para todos: 0 a {vmax:.2g}", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def image_montage(
+    rows: list[list[tuple[str, np.ndarray] | None]], title: str, width: float = 16.0
+) -> Figure:
+    """Titled images (uint8 [H,W,3]; e.g. media read back from a run, titled with their W&B key)
+    in rows; a row's images share one height and fill `width` inches; None leaves a cell empty
+    (the row's other cells keep their place)."""
+    aspects = []
+    for row in rows:
+        shapes = [cell[1].shape for cell in row if cell is not None] or [(1, 1)]
+        blank = float(np.mean([w / h for h, w, *_ in shapes]))
+        aspects.append([blank if c is None else c[1].shape[1] / c[1].shape[0] for c in row])
+    heights = [width / sum(a) + 0.35 for a in aspects]  # + the tile titles
+    fig = Figure(figsize=(width, sum(heights) + 0.5), dpi=DPI, layout="constrained")
+    subfigs = fig.subfigures(len(rows), 1, height_ratios=heights, squeeze=False).ravel()
+    for sub, row, aspect in zip(subfigs, rows, aspects, strict=True):
+        axes = np.atleast_1d(sub.subplots(1, len(row), width_ratios=aspect))
+        for ax, cell in zip(axes, row, strict=True):
+            ax.set_axis_off()
+            if cell is not None:
+                ax.imshow(cell[1])
+                ax.set_title(cell[0], fontsize=9)
+    fig.suptitle(title)
     return fig
 
 
@@ -260,11 +368,17 @@ def auroc_heatmap(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def wandb_image(fig: Figure, caption: str | None = None):
-    """The figure as a `wandb.Image` (a PNG rendered here, so W&B needs no matplotlib hook)."""
-    import wandb
+def figure_array(fig: Figure) -> np.ndarray:
+    """The figure rendered as a PNG would be, as uint8 [H,W,3]."""
     from PIL import Image
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return wandb.Image(Image.open(buf), caption=caption)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def wandb_image(fig: Figure, caption: str | None = None):
+    """The figure as a `wandb.Image` (rendered here, so W&B needs no matplotlib hook)."""
+    import wandb
+
+    return wandb.Image(figure_array(fig), caption=caption)

@@ -42,9 +42,15 @@ def _auroc(labels: np.ndarray, scores: np.ndarray, what: str = "") -> tuple[floa
         return math.nan, f"{what} has only {kind} samples ({labels.size}), so AUROC is undefined"
     if not np.isfinite(scores).all():
         return math.nan, f"{what} has non-finite scores"
+    # A copy: pandas hands out read-only arrays, which torch cannot wrap.
+    values = np.array(scores, dtype=np.result_type(scores.dtype, np.float32)).ravel()
+    low, high = values.min(), values.max()
+    if (low < 0 or high > 1) and high > low:
+        # torchmetrics takes scores outside [0, 1] for logits and applies a sigmoid, which rounds
+        # every score above ~17 (float32) or ~37 (float64) to 1.0: ties; rescaling keeps the order.
+        values = (values - low) / (high - low)
     value = binary_auroc(
-        # A copy: pandas hands out read-only arrays, which torch cannot wrap.
-        torch.from_numpy(np.array(scores, dtype=np.result_type(scores.dtype, np.float32)).ravel()),
+        torch.from_numpy(values),
         torch.from_numpy(np.array(labels, dtype=np.int64).ravel()),
         validate_args=False,
     )

@@ -11,19 +11,32 @@ import re
 import shutil
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 from filelock import FileLock
 from matplotlib.figure import Figure
+from PIL import Image
 from plotly.graph_objects import Figure as PlotlyFigure
 from plotly.offline import get_plotlyjs
 
 from ae_lab import figures, keys
 from ae_lab.analysis import tables
-from ae_lab.analysis.runs import ANALYSIS_JOB_TYPE, RunData, load_runs, logger
+from ae_lab.analysis.baselines import baseline_aurocs
+from ae_lab.analysis.runs import (
+    ANALYSIS_JOB_TYPE,
+    RunData,
+    checkpoint_predictions,
+    load_runs,
+    logger,
+    media_files,
+)
+from ae_lab.errors import AeLabError
+from ae_lab.images import to_uint8
 
 
 @dataclass
@@ -38,6 +51,10 @@ class Analysis:
     warnings: list[str]  # the mismatches and other caveats, for the log and the page
     best_runs: pd.DataFrame  # the best run of each architecture (rows of `runs`)
     figures: dict[str, PlotlyFigure | Figure]  # Plotly (interactive) or matplotlib (static)
+    # Paired bootstrap of the AUROC difference of two runs (tables.auroc_differences).
+    differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Per class, the AUROC of image statistics that ignore the defect (baselines.baseline_aurocs).
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -57,8 +74,10 @@ class AnalysisResult:
     report_url: str | None  # the W&B Report's URL, or why none was made
 
 
-def analyse(data: RunData) -> Analysis:
-    """All tables, sentences and figures of the report (pure: frames in, objects out)."""
+def analyse(data: RunData, n_boot: int = 1000) -> Analysis:
+    """All tables, sentences and figures of the report: from the three frames, and from what the
+    runs left on disk (their logged media, best checkpoints and test images), each left out with
+    a warning where this machine cannot read it."""
     runs, scores = data.runs, data.scores
     auroc = tables.auroc_table(runs, scores)
     gaps = tables.score_gaps(runs, scores)
@@ -70,23 +89,168 @@ def analyse(data: RunData) -> Analysis:
     for model in sorted(runs["model"].unique()):
         figs[f"analysis/loss_curves_image/{model}"] = figures.loss_curves(runs, data.history, model)
     figs["analysis/auroc_heatmap_image"] = figures.auroc_heatmap(auroc)
+    figs["analysis/loss_curves_image/comparacion"] = figures.loss_curves_comparison(
+        runs, data.history
+    )
+    notes: list[str] = []  # what could not be read back, for the warnings
+    own_loss = scores.dropna(subset=["loss"]) if "loss" in scores else scores.iloc[:0]
+    for model, sub in runs.groupby("model", sort=True):
+        mine = own_loss[own_loss["run_id"].isin(sub["run_id"])]  # the runs that logged it
+        logged = sub[sub["run_id"].isin(mine["run_id"])].sort_values("loss")
+        for cat in sorted(mine["category"].unique()):
+            key = f"analysis/error_histograms/{model}/{cat}"
+            figs[key] = figures.loss_histograms(mine, logged, cat)
+        figs |= reconstructions_by_loss(model, sub, scores, notes)
+    figs |= val_reconstructions(data, notes)
+    figs |= run_panels(data, ranked.iloc[0], notes)
+    sizes = runs["image_size"].dropna()
+    baselines, problems = baseline_aurocs(scores, int(sizes.mode()[0]) if len(sizes) else 128)
     mismatches = tables.auroc_mismatches(runs, auroc)
     return Analysis(
         run_table=tables.run_table(runs, data.history),
         auroc_table=auroc,
         score_gaps=gaps,
+        differences=tables.auroc_differences(runs, scores, n_boot),
+        baselines=baselines,
         ranking=tables.ranking(runs, auroc, gaps),
         mismatches=mismatches,
-        warnings=[f"AUROC check: {m}" for m in mismatches] + tables.class_warning(runs),
+        warnings=[
+            *(f"AUROC check: {m}" for m in mismatches),
+            *tables.class_warning(runs),
+            *notes,
+            *problems,
+        ],
         best_runs=best,
         figures=figs,
     )
 
 
+# ---- figures of what the runs left on disk: logged media, checkpoints ---------------------------
+def logged_images(data: RunData, run_id: str, key: str) -> list[np.ndarray]:
+    """The images (uint8 [H,W,3]) the run logged last at `key`, read back from its W&B run (its
+    offline folder, or the API); AeLabError, OSError or the API's error where they cannot be."""
+    where = {"wandb_dir": data.offline_root} if data.offline_root else {"project": data.project}
+    files = media_files(run_id, key, **where)
+    return [np.asarray(Image.open(path).convert("RGB")) for path, _ in files]
+
+
+def _left_out(notes: list[str], key: str, failed: dict[str, str]) -> None:
+    """One warning per figure: what it leaves out, and why for the first of them."""
+    if failed:
+        name, why = next(iter(failed.items()))
+        notes.append(f"{key} leaves out {', '.join(failed)} (e.g. {name}: {why})")
+
+
+def val_reconstructions(data: RunData, notes: list[str]) -> dict[str, Figure]:
+    """`analysis/val_reconstructions`: every run's last `val/reconstructions`, read back, one
+    tile per run titled with its model and loss: a row per architecture, a column per loss."""
+    cells, failed = {}, {}  # model -> loss -> tiles
+    for run in data.runs.itertuples():
+        try:
+            image = logged_images(data, run.run_id, keys.VAL_RECONSTRUCTIONS)[-1]
+        except Exception as err:  # no such medium, no run folder, no server: left out
+            failed[run.label] = str(err)
+            continue
+        tile = (f"{run.model} · {figures.loss_name(run.loss)}", image)
+        cells.setdefault(run.model, {}).setdefault(str(run.loss), []).append(tile)
+    _left_out(notes, "analysis/val_reconstructions", failed)
+    losses, rows = sorted(data.runs["loss"].astype(str).unique()), []
+    for _, per_loss in sorted(cells.items()):  # a loss with more runs adds rows
+        rows += map(list, zip_longest(*(per_loss.get(loss, []) for loss in losses)))
+    title = (
+        "Reconstrucciones de validación al final del entrenamiento (en cada bloque, las imágenes "
+        "originales sobre sus reconstrucciones): una fila por arquitectura, una columna por pérdida"
+    )
+    return {"analysis/val_reconstructions": figures.image_montage(rows, title)} if rows else {}
+
+
+def reconstructions_by_loss(
+    model: str, runs: pd.DataFrame, scores: pd.DataFrame, notes: list[str]
+) -> dict[str, Figure]:
+    """`analysis/test_reconstructions/<model>/{buenas,defectuosas}`: the same 8 good and 8
+    defective test images (`tables.comparison_images`) reconstructed by each run of one
+    architecture from its best checkpoint, the anomaly maps of both figures on one scale."""
+    key, shown, failed = f"analysis/test_reconstructions/{model}", {}, {}
+    here = runs[runs["checkpoint"].map(lambda p: isinstance(p, str) and Path(p).is_file())]
+    for run in runs[~runs["run_id"].isin(here["run_id"])].itertuples():
+        failed[run.label] = f"its {keys.CHECKPOINT_BEST} {run.checkpoint} is not on this machine"
+    chosen = tables.comparison_images(here, scores) if len(here) else None
+    for run in here.sort_values("loss").itertuples():
+        try:
+            batch, out = checkpoint_predictions(run.checkpoint, list(chosen["path"]))
+        except (AeLabError, KeyError, OSError, RuntimeError) as err:  # its data is not here
+            failed[run.label] = f"{type(err).__name__}: {err}"
+            continue
+        shown[figures.loss_name(run.loss)] = (to_uint8(out.recon), out.anomaly_map[:, 0].numpy())
+    _left_out(notes, key, failed)
+    if not shown:
+        return {}
+    # One scale for the good and the defective images: a good image's map then looks dark.
+    vmax = float(np.quantile(np.stack([maps for _, maps in shown.values()]), 0.999)) or 1.0
+    images, masks = to_uint8(batch.image), batch.mask[:, 0].numpy()
+    names = [
+        f"{c}\n{'buena' if d == 'good' else d}" for c, d in chosen[["category", "defect"]].values
+    ]
+    figs = {}
+    for part, rows in (("buenas", chosen["label"] == 0), ("defectuosas", chosen["label"] == 1)):
+        rows = rows.to_numpy()
+        if rows.any():
+            models = {name: (recon[rows], maps[rows]) for name, (recon, maps) in shown.items()}
+            title = f"Arquitectura {model}: imágenes {part} de test reconstruidas por cada pérdida"
+            if part == "defectuosas":
+                title += " (de los tipos de defecto más difíciles de cada clase)"
+            figs[f"{key}/{part}"] = figures.reconstruction_comparison(
+                images[rows],
+                masks[rows] if part == "defectuosas" else None,
+                models,
+                list(np.array(names)[rows]),
+                vmax,
+                title,
+            )
+    return figs
+
+
+def run_panels(data: RunData, run: pd.Series, notes: list[str]) -> dict[str, Figure]:
+    """`analysis/run_panels`: what the run's W&B page holds, for a reader without a W&B server:
+    its media read back by key (titled with it) and its loss curves from the history."""
+    cat = sorted(data.scores.loc[data.scores["run_id"] == run["run_id"], "category"])[0]
+    histogram = f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{cat}"
+    wanted = (keys.VAL_RECONSTRUCTIONS, keys.VAL_LATENT_TSNE_IMAGE, keys.TEST_RECONSTRUCTIONS)
+    media, failed = {}, {}
+    for key in (*wanted, histogram):
+        try:
+            media[key] = logged_images(data, run["run_id"], key)
+        except Exception as err:  # no such medium, no run folder, no server: left out
+            failed[key] = str(err)
+    _left_out(notes, f"analysis/run_panels ({run['label']})", failed)
+    if not media:
+        return {}
+    strips = media.pop(keys.TEST_RECONSTRUCTIONS, [])
+    # 4 strips over the list, which runs class by class, good images first: the first of one
+    # quarter, the last of the next, so that good and defective images both show.
+    step = max(1, len(strips) // 4)
+    picked = [i * step + (step - 1) * (i % 2) for i in range(min(4, len(strips)))]
+    strips = [(f"{keys.TEST_RECONSTRUCTIONS} [{i}]", strips[i]) for i in picked]
+    tile = {key: (key, images[-1]) for key, images in media.items()}
+    own = data.runs[data.runs["run_id"] == run["run_id"]]
+    curves = figures.figure_array(figures.loss_curves(own, data.history, run["model"]))
+    rows = [
+        [tile.get(keys.VAL_RECONSTRUCTIONS), tile.get(keys.VAL_LATENT_TSNE_IMAGE)],
+        strips[:2],
+        strips[2:],
+        [tile.get(histogram), ("historial: train/loss, val/loss, val/l1", curves)],
+    ]
+    title = (
+        f"Lo que guarda en W&B la ejecución {run['label']}, la de mayor AUROC: cada medio, "
+        "leído de vuelta, con su clave"
+    )
+    return {"analysis/run_panels": figures.image_montage([r for r in rows if any(r)], title)}
+
+
 # ---- the report folder --------------------------------------------------------------------------
 TEMPLATE = Path(__file__).with_name("index.html.j2")
 HEADERS = {  # the page's language; the CSV files keep the column names
-    "label": "corrida",
+    "label": "ejecución",
     "model": "modelo",
     "loss": "pérdida",
     "category": "clase",
@@ -99,6 +263,18 @@ HEADERS = {  # the page's language; the CSV files keep the column names
     "final_val_loss": "val/loss final",
     "low": "IC95 inf.",
     "high": "IC95 sup.",
+    "comparison": "comparación",
+    "run_a": "ejecución A",
+    "run_b": "ejecución B",
+    "difference": "diferencia A − B",
+    "p_le_0": "fracción ≤ 0",
+    "n_good": "n buenas",
+    "n_defect": "n defectuosas",
+    "mean_grey": "gris medio",
+    "grey_std": "desv. est. del gris",
+    "noise": "ruido",
+    "focus": "enfoque",
+    "position": "posición",
 }
 RUN_COLUMNS = [
     "label",
@@ -146,9 +322,13 @@ def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 
 def tables_of(a: Analysis) -> dict[str, pd.DataFrame]:
-    """The three tables as plain frames (the AUROC table's class and defect become columns)."""
+    """The tables as plain frames (the AUROC table's class and defect become columns)."""
     return dict(
-        run_table=a.run_table, auroc_table=a.auroc_table.reset_index(), score_gaps=a.score_gaps
+        run_table=a.run_table,
+        auroc_table=a.auroc_table.reset_index(),
+        score_gaps=a.score_gaps,
+        differences=a.differences,
+        baselines=a.baselines,
     )
 
 
@@ -183,6 +363,8 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
             data=data,
             warnings=[*data.skipped, *analysis.warnings],
             intervals=_html_table(intervals),
+            differences=_html_table(analysis.differences),
+            baselines=_html_table(analysis.baselines),
             models=sorted(data.runs["model"].dropna().unique()),
             histograms=histograms,
             gaps=_html_table(analysis.score_gaps.sort_values("gap_std").head(10)),

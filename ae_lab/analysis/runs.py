@@ -10,6 +10,9 @@ file: they live in the run's `.wandb` log). Either way the per-image scores come
 latent_dim, classes (`data.categories` joined by +), then every numeric `test/...` summary value.
 `history`: one row per (run_id, epoch): `keys.LOSS_CURVES`. `scores`: run_id + `keys.SCORE_COLUMNS`
 (+ `loss`, the error in the run's own loss, when the run logged it).
+
+One run is read back by `media_files` (the files it logged at a key) and `checkpoint_predictions`
+(its best checkpoint run again on chosen test images).
 """
 
 import functools
@@ -265,6 +268,8 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
         row |= dict(group=run.group or cfg.get("logger", {}).get("group"), model=model.get("name"))
         row |= dict(loss=cfg.get("loss", {}).get("name"), latent_dim=model.get("latent_dim"))
         row["classes"] = _classes(cfg.get("data", {}).get("categories"))
+        row["image_size"] = cfg.get("data", {}).get("image_size")
+        row["checkpoint"] = run.summary.get(keys.CHECKPOINT_BEST)  # a path on the training machine
         # Dotted keys are media metadata (`test/scores.nrows`), not metrics.
         metrics = {k: v for k, v in run.summary.items() if k.startswith("test/") and "." not in k}
         rows.append(row | {k: float(v) for k, v in sorted(metrics.items()) if _number(v)})
@@ -302,3 +307,75 @@ def _unique_labels(runs: pd.DataFrame) -> list[str]:
         names = names + " [" + runs["classes"].astype(str) + "]"
     dup = names.duplicated(keep=False)
     return [f"{n} ({i})" if d else n for n, i, d in zip(names, runs["run_id"], dup, strict=True)]
+
+
+# ---- one run read back: the media it logged, its best checkpoint --------------------------------
+@functools.cache
+def open_run(run_id: str, wandb_dir: Path | None = None, project: str | None = None):
+    """(flat summary, files folder or API run) of `run_id`: offline under `wandb_dir` (the folder
+    holding `wandb/`), else through the W&B API in `project`."""
+    if project is not None:
+        import wandb
+
+        run = wandb.Api().run(f"{project}/{run_id}")
+        return flatten(run.summary_metrics), run
+    folder = next((d for d in find_run_dirs(wandb_dir) if d.name.endswith(f"-{run_id}")), None)
+    if folder is None:
+        raise AeLabError(
+            f"No offline W&B run folder for run '{run_id}' under {wandb_dir}/wandb: set WANDB_DIR "
+            "(the notebook's WANDB_DIR parameter) to the folder the runs were written to."
+        )
+    read = offline_run(folder)
+    if isinstance(read, str):  # why the log cannot be read
+        raise AeLabError(read)
+    return read[1].summary, folder / "files"
+
+
+def media_files(
+    run_id: str, key: str, wandb_dir: Path | None = None, project: str | None = None
+) -> list[tuple[Path, str]]:
+    """(file, caption) of each medium the run logged last at `key`. The summary names them
+    (`<key>.path`, or `<key>.filenames` and `<key>.captions` for a list); offline they lie in the
+    run folder, online they are downloaded into `reports/notebook/media/<id>/`."""
+    summary, where = open_run(run_id, wandb_dir, project)
+    names = summary.get(f"{key}.filenames") or [summary.get(f"{key}.path")]
+    if None in names:
+        logged = sorted(k.rsplit(".", 1)[0] for k in summary if k.endswith((".path", ".filenames")))
+        raise AeLabError(
+            f"Run {run_id} has no media at `{key}` in its summary; it has: "
+            f"{', '.join(logged) or 'none'}. Was the run trained with the W&B logger and tested?"
+        )
+    captions = summary.get(f"{key}.captions") or [summary.get(f"{key}.caption", "")] * len(names)
+    if not isinstance(where, Path):  # online: download into the notebook's media cache
+        run, where = where, Path("reports/notebook/media") / run_id
+        for name in names:
+            run.file(name).download(root=str(where), exist_ok=True).close()
+    return [(where / n, c) for n, c in zip(names, captions, strict=True)]
+
+
+def checkpoint_predictions(checkpoint: str | Path, paths: list[str]):
+    """Reload a run's checkpoint (`weights_only`: tensors and plain values) and its own data
+    config, and predict the test images `paths`: (`ae_lab.batch.Batch`, `Predictions`), in the
+    order of `paths`. KeyError names a path the data no longer holds."""
+    import torch  # lazy: reading runs needs neither torch nor Lightning
+
+    from ae_lab.module import AutoencoderModule
+
+    module = AutoencoderModule.load_from_checkpoint(
+        checkpoint, weights_only=True, map_location="cpu"
+    )
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    data = _test_data(json.dumps(saved["hyper_parameters"]["config"]["data"], sort_keys=True))
+    position = {path: i for i, path in enumerate(data.table("test")["path"])}
+    batch = data.dataset("test").__getitems__([position[p] for p in paths])
+    return batch, module.eval().predict(batch)
+
+
+@functools.cache  # the runs of a grid share their data: decoded once
+def _test_data(config: str):
+    import hydra
+
+    data = hydra.utils.instantiate(json.loads(config))
+    data.prepare_data()
+    data.setup("test")
+    return data

@@ -1,13 +1,16 @@
 """Pure analysis: run frames in, tables (one row per run, AUROC per class and defect,
-good-vs-defect score gaps) and the ranking in words out."""
+good-vs-defect score gaps, bootstrap intervals and paired differences, the test images to show)
+and the ranking in words out."""
 
 import math
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from ae_lab import keys
-from ae_lab.metrics import ALL, class_mean_auroc, defect_aurocs
+from ae_lab.callbacks import round_robin
+from ae_lab.metrics import ALL, bootstrap_class_mean_auroc, class_mean_auroc, defect_aurocs
 
 # Below this gap (in standard deviations of the good scores) a defect is reconstructed about as
 # well as a normal image: the score cannot separate them.
@@ -162,9 +165,69 @@ def auroc_intervals(runs: pd.DataFrame, scores: pd.DataFrame, n_boot: int = 500)
         classes = scores[scores["run_id"] == run["run_id"]].groupby("category")
         labels = [part["label"].to_numpy(int) for _, part in classes]
         values = [part["score"].to_numpy(float) for _, part in classes]
-        rng = np.random.default_rng(0)
-        reps = [class_mean_auroc(labels, values, rng) for _ in range(n_boot)]
+        reps = bootstrap_class_mean_auroc(labels, values, n_boot)
         low, high = np.percentile(reps, [2.5, 97.5])
         rows.append((*run[["label", "model", "loss"]], class_mean_auroc(labels, values), low, high))
     columns = ["label", "model", "loss", "auroc", "low", "high"]
     return pd.DataFrame(rows, columns=columns).sort_values(["model", "loss"], ignore_index=True)
+
+
+def auroc_differences(runs: pd.DataFrame, scores: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
+    """Paired bootstrap of the difference of image AUROC (mean of the classes) between two runs
+    on the test images both scored: every pair of runs of one architecture (its losses), and the
+    best runs of the architectures. One row per pair, the run of higher `test/image_auroc` first:
+    comparison, run_a, run_b, difference (a - b), its 95 % percentile interval (`low`, `high`)
+    and `p_le_0`, the share of replicates where it is <= 0 (small: a is better beyond what
+    resampling the test images explains)."""
+    ranked = runs.sort_values([keys.TEST_IMAGE_AUROC, "label"], ascending=[False, True])
+    pairs = [
+        (f"pérdidas de {model}", a, b)
+        for model, sub in ranked.groupby("model", sort=True)
+        for a, b in combinations(sub["run_id"], 2)
+    ]
+    best = ranked.groupby("model", sort=True).head(1)["run_id"]
+    pairs += [("mejor de cada arquitectura", a, b) for a, b in combinations(best, 2)]
+    label = runs.set_index("run_id")["label"]
+    replicates = {}  # (run, images): a run in several pairs on the same images is resampled once
+    rows = []
+    for what, a, b in pairs:
+        other = scores.loc[scores["run_id"] == b, ["path", "score"]]
+        both = scores[scores["run_id"] == a].merge(other, on="path", suffixes=("", "_b"))
+        if both.empty:  # tested on different images: nothing to pair
+            continue
+        classes = [part for _, part in both.sort_values(["category", "path"]).groupby("category")]
+        labels = [part["label"].to_numpy(int) for part in classes]
+        points, reps = [], []
+        for run, column in ((a, "score"), (b, "score_b")):
+            values = [part[column].to_numpy(float) for part in classes]
+            key = (run, tuple(p for part in classes for p in part["path"]))
+            if key not in replicates:
+                replicates[key] = bootstrap_class_mean_auroc(labels, values, n_boot)
+            points.append(class_mean_auroc(labels, values))
+            reps.append(replicates[key])
+        diff = reps[0] - reps[1]
+        low, high = np.percentile(diff, [2.5, 97.5])
+        share = float(np.mean(diff <= 0))
+        rows.append((what, label[a], label[b], points[0] - points[1], low, high, share))
+    columns = ["comparison", "run_a", "run_b", "difference", "low", "high", "p_le_0"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def comparison_images(runs: pd.DataFrame, scores: pd.DataFrame, n: int = 8, seed: int = 0):
+    """`n` good and `n` defective test images that every run of `runs` scored (path, category,
+    defect, label; good first): the good ones round-robin over the classes, the defective ones
+    from the hardest defect types (lowest image AUROC averaged over the runs), round-robin over
+    the classes, each class's hardest type first. The same images for every run compared."""
+    mine = scores[scores["run_id"].isin(runs["run_id"])]
+    shared = mine.groupby("path")["run_id"].nunique() == runs["run_id"].nunique()
+    table = mine[mine["run_id"] == runs["run_id"].iloc[0]]
+    table = table[table["path"].map(shared)]
+    per_run = [defect_aurocs(part) for _, part in mine.groupby("run_id")]
+    hard = pd.concat(per_run).query("defect != @ALL").groupby(["category", "defect"])["auroc"]
+    rank = hard.mean().groupby("category").rank(method="first")  # 1: the class's hardest type
+    bad = table[table["label"] == 1]
+    types = pd.MultiIndex.from_frame(bad[["category", "defect"]])
+    bad = bad.assign(hardness=rank.reindex(types).fillna(math.inf).to_numpy())
+    good = round_robin(table[table["label"] == 0], n, ["category"], seed)
+    picked = table.loc[good + round_robin(bad, n, ["category", "hardness"], seed)]
+    return picked.sort_values(["label", "category"], kind="stable")[list(keys.SCORE_COLUMNS[:4])]
