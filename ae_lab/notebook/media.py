@@ -3,7 +3,11 @@
 offline run's summary from its log or asks the W&B API.
 """
 
+import ast
+import inspect
 import io
+import textwrap
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ from PIL import Image as PILImage
 
 from ae_lab.analysis.runs import media_files, open_run
 
-__all__ = ["MAX_PNG_BYTES", "media_files", "open_run", "show_image"]
+__all__ = ["MAX_PNG_BYTES", "media_files", "open_run", "show_image", "source_without_comments"]
 
 MAX_PNG_BYTES = 150_000  # larger images are embedded as JPEG: the committed notebook stays small
 
@@ -28,3 +32,24 @@ def show_image(image: np.ndarray | str | Path, caption: str = "") -> None:
     display(Image(data=buf.getvalue()))  # IPython tells PNG from JPEG by their first bytes
     if caption:
         display(Markdown(f"<sub>{caption}</sub>"))
+
+
+def source_without_comments(obj: object) -> str:
+    """The source of a function, class or file (a Path) without its comments and docstrings: the
+    package speaks English, a Spanish hand-in shows its code bare."""
+    text = obj.read_text() if isinstance(obj, Path) else textwrap.dedent(inspect.getsource(obj))
+    drop = set()
+    for node in ast.walk(ast.parse(text)):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        value = getattr(first, "value", None)
+        if isinstance(first, ast.Expr) and isinstance(getattr(value, "value", None), str):
+            drop.update(range(first.lineno, first.end_lineno + 1))
+    lines = text.splitlines()
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.COMMENT:
+            row, col = tok.start
+            lines[row - 1] = lines[row - 1][:col].rstrip()
+            if not lines[row - 1].strip():
+                drop.add(row)
+    return "\n".join(line for i, line in enumerate(lines, 1) if i not in drop).strip()
