@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.batch import Batch
@@ -100,10 +101,12 @@ def dry_run(module: AutoencoderModule, size: int) -> None:
         module.train(training)
 
 
-def claim_output_dir(out_dir: Path) -> FileLock:
+def claim_output_dir(out_dir: Path) -> FileLock | None:
     """Hold `out_dir` for this process (released when it exits, however it exits): a second run
     started with the same `hydra.run.dir` or `output_dir` would mix its checkpoints with ours."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank != 0:  # DDP: the run's other processes share rank zero's folder
+        return None
     lock = FileLock(out_dir / ".run.lock")
     try:
         lock.acquire(timeout=0)

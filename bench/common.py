@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -42,6 +43,13 @@ class Size:
         return (
             f"synthetic_{len(self.categories)}cls_n{self.n_train}-{self.n_test}_{self.source_px}px"
         )
+
+
+class Images(NamedTuple):
+    """A batch of the baselines' loaders, read like the project's `Batch` (`.image`); the
+    DataLoader's default collate keeps the type."""
+
+    image: Tensor
 
 
 # MVTec's four classes hold 976 train and 542 test images; the generator takes one count per

@@ -27,11 +27,11 @@ class NaivePNGDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> common.Images:
         with Image.open(self.paths[i]) as img:
             rgb = img.convert("RGB").resize((self.size, self.size), Image.Resampling.BILINEAR)
         x = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 255.0
-        return {"image": x}
+        return common.Images(image=x)
 
 
 def naive_loader(table: pd.DataFrame, s: common.Size, workers: int) -> DataLoader:
@@ -44,10 +44,10 @@ def naive_loader(table: pd.DataFrame, s: common.Size, workers: int) -> DataLoade
     )
 
 
-def in_memory_batches(images: np.ndarray, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+def in_memory_batches(images: np.ndarray, batch_size: int) -> Iterator[common.Images]:
     """The model-only ceiling: float batches prepared once, handed out with no work at all."""
     x = torch.from_numpy(images).float().div_(255.0)
-    batches = [{"image": b.contiguous()} for b in x.split(batch_size) if len(b) == batch_size]
+    batches = [common.Images(b.contiguous()) for b in x.split(batch_size) if len(b) == batch_size]
     return common.forever(lambda: iter(batches))
 
 

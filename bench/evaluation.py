@@ -31,7 +31,7 @@ class Capture(L.Callback):
 
     def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
         self.scores.append(outputs.scores)
-        self.maps.append(outputs["map"].cpu())
+        self.maps.append(outputs.anomaly_map.cpu())
 
 
 def trainer(**kwargs) -> L.Trainer:
@@ -96,7 +96,7 @@ def run(quick: bool, rounds: int) -> str:
 
     def metrics_only() -> float:
         scores, maps = pd.concat(capture.scores), torch.cat(capture.maps)
-        masks = torch.cat([dm.dataset("test")[i]["mask"][None].bool() for i in scores.index])
+        masks = torch.cat([dm.dataset("test")[i].mask.bool() for i in scores.index])  # [1,1,S,S]
         start = time.perf_counter()
         image_metrics(scores)
         pixel_metrics(

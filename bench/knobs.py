@@ -37,10 +37,10 @@ class KnobTrainer(common.Trainer):
         return loss.item()
 
 
-def batches(s: common.Size, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+def batches(s: common.Size, batch_size: int) -> Iterator[common.Images]:
     g = torch.Generator().manual_seed(0)
     data = [torch.rand(batch_size, 3, s.image_size, s.image_size, generator=g) for _ in range(4)]
-    return common.forever(lambda: ({"image": x} for x in data))
+    return common.forever(lambda: (common.Images(x) for x in data))
 
 
 def variant(

@@ -113,10 +113,16 @@ def make_one(spec: dict[str, Any], wandb_dir: str) -> dict[str, Any]:
     from ae_lab import keys
 
     out = logged_values(spec)
+    project = spec.get("project", PROJECT)
     run = wandb.init(
-        mode="offline", dir=wandb_dir, project=spec.get("project", PROJECT), group=GROUP,
-        job_type="train", name=out["name"], config=out["config"],
-    )  # fmt: skip
+        mode="offline",
+        dir=wandb_dir,
+        project=project,
+        group=GROUP,
+        job_type="train",
+        name=out["name"],
+        config=out["config"],
+    )
     out["run_id"] = run.id
     for row in out["history"]:
         val = {k: v for k, v in row.items() if k.startswith("val/")}

@@ -100,6 +100,17 @@ def test_auroc_table_matches_the_summaries_and_marks_the_best(data, logged):
     assert len(tables.auroc_mismatches(tampered, table)) == len(data.runs)
 
 
+def test_auroc_intervals_hold_each_runs_auroc(data, logged):
+    intervals = tables.auroc_intervals(data.runs, data.scores, n_boot=50)
+    assert list(intervals.columns) == ["label", "model", "loss", "auroc", "low", "high"]
+    assert sorted(intervals["label"]) == sorted(GRID_NAMES)
+    for _, row in intervals.iterrows():
+        assert row["auroc"] == pytest.approx(logged[row["label"]]["summary"]["test/image_auroc"])
+        assert row["low"] <= row["auroc"] <= row["high"] and row["high"] - row["low"] < 0.5
+    again = tables.auroc_intervals(data.runs, data.scores, n_boot=50)
+    pd.testing.assert_frame_equal(intervals, again)  # seeded
+
+
 def test_histograms_of_each_architectures_best_run(data, logged):
     result = analyse(data)
     best = result.figures["analysis/histograms/best_per_architecture"]
@@ -115,12 +126,14 @@ def test_histograms_of_each_architectures_best_run(data, logged):
                 auroc = logged[top]["summary"][keys.image_auroc_key(cat, d)]
                 expected.add(f"{top} {cat}: {d} (n={fake_runs.N_DEFECT}, AUROC={auroc:.3f})")
         assert expected <= {t.name for t in best.data}
-    assert set(result.figures) == {
+    # One loss-curve figure per architecture of the grid, besides the histograms and heatmap.
+    assert set(result.figures) >= {
         "analysis/histograms/best_per_architecture",
         "analysis/loss_curves_image/ae",
         "analysis/loss_curves_image/unet",
         "analysis/auroc_heatmap_image",
     }
+    assert "analysis/loss_curves_image/vae" not in result.figures  # no vae run in this grid
 
 
 def test_loss_curves_one_colour_per_loss(data, logged):
@@ -202,10 +215,14 @@ def test_user_errors_name_the_project_and_the_fix(wandb_root, tmp_path, capsys):
     rc = analyze.main(["--project", "x", "--offline-dir", str(tmp_path / "empty"), "--no-wandb"])
     err = capsys.readouterr().err
     assert rc == 2 and "No W&B run folders" in err and "Traceback" not in err
+    missing = tmp_path / "MISSING"
+    rc = analyze.main(["--project", "x", "--offline-dir", str(missing), "--no-wandb"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(missing) in err and "Traceback" not in err
 
 
 def test_a_damaged_run_log_is_skipped_with_a_warning(wandb_root, data, tmp_path, caplog):
-    """Issue 20: 5 KB overwritten in the middle of a `.wandb` file must not become a NaN row."""
+    """5 KB overwritten in the middle of a `.wandb` file must not become a NaN row."""
     # Two usable grid runs (folders sort by start time, so the crashed or foreign ones can come first).
     ids = tuple(f"-{run_id}" for run_id in data.runs["run_id"])
     good = [d for d in find_run_dirs(wandb_root[0]) if d.name.endswith(ids)]

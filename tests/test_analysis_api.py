@@ -1,14 +1,17 @@
-"""The online source with `wandb.Api` replaced at its boundary by a fake with the same attribute names."""
+"""ae_lab.analysis.runs without real runs: the online source with `wandb.Api` replaced at its
+boundary by a fake with the same attribute names, and a run's media read back (online or from an
+offline run's log)."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from ae_lab.analysis import runs as runs_module
 from ae_lab.analysis.report import Analysis, create_wandb_report
-from ae_lab.analysis.runs import load_runs
+from ae_lab.analysis.runs import load_runs, media_files
 from ae_lab.errors import AeLabError
 from tests import fake_runs
 
@@ -171,3 +174,69 @@ def test_wandb_report_needs_online_and_builds_its_blocks(grid, monkeypatch):
     blocks = saved[0]["blocks"]
     assert saved[0]["title"] == f"ae-lab analysis: {fake_runs.PROJECT} / {fake_runs.GROUP}"
     assert blocks[0].items == ["a sentence"] and "logger.group" in blocks[1].runsets[0].filters
+
+
+# ---- a run's media read back ------------------------------------------------------------------
+class FakeMediaFile:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def download(self, root: str, exist_ok: bool = False):
+        path = Path(root) / self.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"png")
+        return path.open()
+
+
+class FakeMediaRun:
+    def __init__(self) -> None:
+        self.summary_metrics = {
+            "val/reconstructions": {"_type": "image-file", "path": "media/images/v_1.png"},
+            "test/reconstructions": {
+                "filenames": ["media/a.png", "media/b.png"],
+                "captions": ["a", "b"],
+            },
+        }
+
+    def file(self, name: str) -> FakeMediaFile:
+        return FakeMediaFile(name)
+
+
+def test_online_media_are_downloaded_into_the_cache(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(wandb, "Api", lambda: SimpleNamespace(run=lambda path: FakeMediaRun()))
+    cache = Path("reports/notebook/media/abc123")
+    assert media_files("abc123", "val/reconstructions", project="p") == [
+        (cache / "media/images/v_1.png", "")
+    ]
+    assert media_files("abc123", "test/reconstructions", project="p")[1] == (
+        cache / "media/b.png",
+        "b",
+    )
+    assert (tmp_path / cache / "media/b.png").is_file()
+    with pytest.raises(AeLabError, match=r"no media at `val/latent_tsne`.*val/reconstructions"):
+        media_files("abc123", "val/latent_tsne", project="p")
+    with pytest.raises(AeLabError, match=r"No offline W&B run folder for run 'abc123'.*WANDB_DIR"):
+        media_files("abc123", "val/reconstructions", tmp_path)
+
+
+def test_offline_media_are_read_from_the_run_folder(tmp_path, monkeypatch):
+    """The summary is replayed from the run's log by the analysis' reader (the last update of a
+    key wins)."""
+    folder = tmp_path / "wandb" / "offline-run-20250101_000000-abc123"
+    (folder / "files").mkdir(parents=True)
+    (folder / "run-abc123.wandb").touch()
+    updates = [
+        {"val/reconstructions.path": "media/v_1.png", "test/f1_max": 0.5},
+        {"val/reconstructions.path": "media/v_3.png", "val/reconstructions.caption": "epoch 3"},
+    ]
+    records = [
+        {"type": "run", "run": {"run_id": "abc123"}},
+        *({"type": "summary", "summary": {"update": u}} for u in updates),
+    ]
+    monkeypatch.setattr(runs_module, "read_records", lambda path: records)
+    assert media_files("abc123", "val/reconstructions", tmp_path) == [
+        (folder / "files" / "media/v_3.png", "epoch 3")
+    ]

@@ -45,10 +45,8 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 def test_bench_quick_prints_its_table(name, tmp_path):
     args = ["--quick", "--skip-compile"] if name == "knobs" else ["--quick"]
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "TMPDIR": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, f"bench/{name}.py", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    command = [sys.executable, f"bench/{name}.py", *args]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = table_rows(proc.stdout)
     for prefix in EXPECTED[name]:
@@ -71,9 +69,7 @@ def test_peers_without_anomalib_stops_before_training(tmp_path):
     """bench/peers.py checks the peers' interpreter first: no ae-lab row trains for minutes to
     then find anomalib missing."""
     argv = ["bench/peers.py", "--root", str(tmp_path), "--category", "screw"]
-    proc = subprocess.run(
-        [sys.executable, *argv, "--peer-python", str(tmp_path / "none")],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    command = [sys.executable, *argv, "--peer-python", str(tmp_path / "none")]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no anomalib interpreter" in proc.stderr
     assert 'pip install "anomalib==2.7.0"' in proc.stderr and "Traceback" not in proc.stderr

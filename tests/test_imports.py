@@ -1,10 +1,13 @@
-"""The package's import graph has no cycle: each module reads only from modules below it.
+"""The package's import graph: no cycle, a small closure behind train.py, and the library below
+the command line (it does not know the config).
 
 Parsed from the source (no import runs), module level only: an import inside a function (done
 lazily, on purpose) is not an edge; a package's `__init__` is, since importing a module runs it.
 """
 
 import ast
+import subprocess
+import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -55,14 +58,60 @@ def test_no_import_cycle_among_ae_lab_modules():
         raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
 
 
-def test_train_py_imports_at_most_20_ae_lab_modules():
-    """What `python train.py` loads of the package stays small (issue 17): a reader can follow it."""
-    graph = import_graph()
-    script = ast.parse((PACKAGE.parent / "train.py").read_text())
-    todo = imported(script, "train", False, set(graph))
-    closure: set[str] = set()
+def closure(graph: dict[str, set[str]], names: set[str]) -> set[str]:
+    """`names` and every ae_lab module they import, directly or not."""
+    todo, seen = set(names), set()
     while todo:
         name = todo.pop()
-        closure.add(name)
-        todo |= graph[name] - closure
-    assert "ae_lab.training" in closure and len(closure) <= 20, sorted(closure)
+        seen.add(name)
+        todo |= graph[name] - seen
+    return seen
+
+
+def test_train_py_imports_at_most_20_ae_lab_modules():
+    """What `python train.py` loads of the package stays small: a reader can follow it."""
+    graph = import_graph()
+    script = ast.parse((PACKAGE.parent / "train.py").read_text())
+    loaded = closure(graph, imported(script, "train", False, set(graph)))
+    assert {"ae_lab.cli", "ae_lab.training", "ae_lab.checks", "ae_lab.module"} <= loaded
+    assert len(loaded) <= 20, sorted(loaded)
+
+
+LIBRARY = [
+    "ae_lab.models",
+    "ae_lab.losses",
+    "ae_lab.scoring",
+    "ae_lab.module",
+    "ae_lab.batch",
+    "ae_lab.callbacks",
+    "ae_lab.logger",
+    "ae_lab.data.datamodule",
+]
+
+
+def test_the_library_does_not_import_the_command_line():
+    """Networks, losses, scoring, the module, the data and the media raise about their own
+    arguments; only the command line (cli, training, checks) knows the config keys."""
+    graph = import_graph()
+    for name in LIBRARY:
+        below = closure(graph, {name})
+        assert not below & {"ae_lab.cli", "ae_lab.training", "ae_lab.checks"}, (name, below)
+
+
+def test_the_analysis_and_the_notebook_helpers_keep_to_their_side():
+    graph = import_graph()
+    analysis = {m for m in graph if m.startswith("ae_lab.analysis")}
+    assert not any(m.startswith("ae_lab.notebook") for m in closure(graph, analysis))
+    # Knowing whether W&B is offline needs neither Lightning nor the media callback.
+    assert "ae_lab.callbacks" not in closure(graph, {"ae_lab.analysis.runs"})
+
+
+def test_reading_runs_imports_neither_lightning_nor_torch():
+    code = (
+        "import sys, ae_lab.analysis.runs, ae_lab.wandb_mode; "
+        "print(sorted(m for m in ('lightning', 'torch', 'sklearn') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

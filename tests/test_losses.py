@@ -1,4 +1,5 @@
-"""Reconstruction losses against hand-computed values."""
+"""ae_lab.losses: the reconstruction losses against hand-computed values, their argument checks,
+and the raw per-image errors that validation and the score table report."""
 
 from pathlib import Path
 
@@ -7,8 +8,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ae_lab.errors import AeLabError
-from ae_lab.losses import L1Loss, L2Loss, SSIML1Loss, SSIMLoss
+from ae_lab.errors import SettingError
+from ae_lab.losses import (
+    ERROR_KINDS,
+    L1Loss,
+    L2Loss,
+    SSIML1Loss,
+    SSIMLoss,
+    error_kind,
+    per_image_errors,
+)
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -60,17 +69,20 @@ def test_ssim_l1_is_the_weighted_sum(pair):
     torch.testing.assert_close(SSIML1Loss(alpha=0.0)(recon, target), L1Loss()(recon, target))
 
 
-@pytest.mark.parametrize("window_size", [0, -3, 4, 11.0, True])
-def test_window_size_must_be_odd_positive_int(window_size):
-    with pytest.raises(AeLabError, match=r"loss\.fn\.window_size"):
-        SSIMLoss(window_size)
-    with pytest.raises(AeLabError, match=r"loss\.fn\.window_size"):
-        SSIML1Loss(window_size)
+@pytest.mark.parametrize("window_size", [0, 1, -3, 4, 11.0, True, "11"])
+def test_window_size_must_be_an_odd_integer_of_at_least_3(window_size):
+    for cls in (SSIMLoss, SSIML1Loss):
+        with pytest.raises(SettingError, match=rf"window_size={window_size!r}") as err:
+            cls(window_size)
+        assert err.value.owner is cls and err.value.names == ("window_size",)
+    assert SSIMLoss(3).window_size == 3
 
 
-def test_alpha_must_be_a_fraction():
-    with pytest.raises(AeLabError, match=r"loss\.fn\.alpha"):
-        SSIML1Loss(alpha=1.5)
+@pytest.mark.parametrize("alpha", [1.5, -0.1, float("nan"), "half"])
+def test_alpha_must_be_a_fraction(alpha):
+    with pytest.raises(SettingError, match="alpha") as err:
+        SSIML1Loss(alpha=alpha)
+    assert err.value.names == ("alpha",)
 
 
 @pytest.mark.parametrize("loss", [L1Loss(), L2Loss(), SSIMLoss()])
@@ -90,3 +102,24 @@ def test_loss_yaml_instantiates(name, cls, pair):
     assert type(fn) is cls
     value = fn(*pair)
     assert value.ndim == 0 and value.item() > 0
+
+
+def test_error_kinds_are_the_plain_losses():
+    recon, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    assert ERROR_KINDS == ("l1", "l2", "ssim")
+    for name, cls in zip(ERROR_KINDS, (L1Loss, L2Loss, SSIMLoss), strict=True):
+        torch.testing.assert_close(error_kind(name)(recon, target), cls()(recon, target))
+    assert error_kind("ssim", window_size=7).window_size == 7
+
+
+def test_per_image_errors_are_raw():
+    x = torch.full((2, 3, 16, 16), 0.5)
+    recon = x.clone()
+    recon[1] = 0.3
+    errors = per_image_errors(x, recon)
+    assert set(errors) == set(ERROR_KINDS)
+    assert torch.allclose(errors["l1"], torch.tensor([0.0, 0.2]))
+    assert torch.allclose(errors["l2"], torch.tensor([0.0, 0.04]))
+    # A flat offset is an SSIM luminance change only: > 0 although the structure is equal.
+    assert errors["ssim"][0].abs() < 1e-4 and errors["ssim"][1] > 0.05
+    assert all(v.shape == (2,) and not v.requires_grad for v in errors.values())

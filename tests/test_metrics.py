@@ -6,6 +6,7 @@ import torch
 from ae_lab import keys
 from ae_lab.metrics import (
     aupro,
+    class_mean_auroc,
     f1_max,
     image_metrics,
     pixel_metrics,
@@ -120,6 +121,19 @@ def test_image_auroc_is_the_mean_of_the_classes_and_pooled_has_its_own_key():
     one_class_random = df.assign(score=[0.4, 0.1, 0.2, 0.3, 10.0, 11.0, 12.0, 13.0])
     metrics = image_metrics(one_class_random)
     assert metrics[keys.TEST_IMAGE_AUROC] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_class_mean_auroc_and_its_bootstrap_replicates():
+    labels = [np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])]
+    scores = [np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.5, 0.9, 0.1, 0.8])]
+    assert class_mean_auroc(labels, scores) == pytest.approx((1.0 + 2 / 3) / 2)
+    reps = [class_mean_auroc(labels, scores, np.random.default_rng(s)) for s in range(40)]
+    assert len(set(reps)) > 1 and all(0.0 <= r <= 1.0 for r in reps)
+    # Each class keeps its counts of good and defective images: a perfect class stays perfect.
+    perfect = [labels[0]], [scores[0]]
+    assert {class_mean_auroc(*perfect, np.random.default_rng(s)) for s in range(10)} == {1.0}
+    same = [class_mean_auroc(labels, scores, np.random.default_rng(7)) for _ in range(2)]
+    assert same[0] == same[1]
 
 
 def _two_region_masks(n_good: int = 3, size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,11 @@
-"""The three autoencoders: shapes, ranges, latent paths, skips, KL, errors, Hydra configs."""
+"""ae_lab.models: the three autoencoders (shapes, ranges, latent paths, skips, KL), their
+argument checks, and their `net` entries in conf/model/."""
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from ae_lab.errors import AeLabError
+from ae_lab.errors import SettingError
 from ae_lab.models import ConvAutoencoder, UNetAutoencoder, VariationalAutoencoder
 from tests.compose import compose_config
 
@@ -66,8 +67,9 @@ def test_unet_skip_levels_build_one_fusion_per_level(x):
 
 @pytest.mark.parametrize("levels", [[3], [-4], [0, "1"], [True]])
 def test_unet_rejects_invalid_skip_levels(levels):
-    with pytest.raises(AeLabError, match=r"skip_levels.*0\.\.2"):
+    with pytest.raises(SettingError, match=r"skip_levels.*0\.\.2") as err:
         UNetAutoencoder(**SMALL, skip_levels=levels)
+    assert err.value.owner is UNetAutoencoder and err.value.names == ("skip_levels",)
 
 
 def test_vae_kl_and_sampling(x):
@@ -94,18 +96,24 @@ def test_vae_kl_matches_closed_form(x, monkeypatch):
 
 
 @pytest.mark.parametrize("cls", CLASSES)
-def test_image_size_not_divisible_by_depth_is_explained(cls):
-    with pytest.raises(AeLabError) as err:
+def test_image_size_not_divisible_by_depth_names_both_arguments_and_the_sizes_that_fit(cls):
+    with pytest.raises(SettingError) as err:
         cls(image_size=100, depth=4)
+    assert err.value.names == ("image_size", "depth") and err.value.owner is cls
     msg = str(err.value)
-    for part in ("data.image_size=100", "model.net.depth", "96", "112"):
+    for part in ("image_size=100", "2**4", "96", "112", "depth=2"):
         assert part in msg
+    assert "data." not in msg and "model." not in msg  # arguments, not config keys
 
 
-@pytest.mark.parametrize("bad", [{"latent_dim": 0}, {"depth": 0}, {"base_channels": -8}])
-def test_non_positive_settings_are_rejected(bad):
-    with pytest.raises(AeLabError, match="positive integer"):
+@pytest.mark.parametrize(
+    "bad", [{"latent_dim": 0}, {"depth": 0}, {"base_channels": -8}, {"max_channels": 2.5}]
+)
+def test_non_positive_or_fractional_sizes_are_rejected_by_name(bad):
+    ((name, value),) = bad.items()
+    with pytest.raises(SettingError, match=rf"{name}={value} must be an integer") as err:
         ConvAutoencoder(**{**SMALL, **bad})
+    assert err.value.names == (name,)
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -164,9 +172,15 @@ def test_spatial_latent_is_a_vector_of_latent_dim_whose_cells_stay_local(cls, x)
 
 
 @pytest.mark.parametrize(
-    ("bad", "match"),
-    [({"latent_layout": "grid"}, "dense, spatial"), ({"latent_dim": 20}, "multiple of 16")],
+    ("bad", "names"),
+    [
+        ({"latent_layout": "grid"}, ("latent_layout",)),
+        ({"latent_dim": 20}, ("latent_dim", "latent_layout")),
+    ],
 )
-def test_spatial_latent_settings_are_checked(bad, match):
-    with pytest.raises(AeLabError, match=match):
+def test_spatial_latent_settings_are_checked(bad, names):
+    with pytest.raises(SettingError) as err:
         ConvAutoencoder(**{**SMALL, "latent_layout": "spatial", **bad})
+    assert err.value.names == names
+    if "latent_dim" in bad:  # a latent size that fills the 4x4 grid is suggested
+        assert "multiple of 16 (e.g. 16)" in str(err.value)

@@ -1,18 +1,17 @@
-"""The hand-in notebook: its structure (fast) and a real execution at the smallest size (slow)."""
+"""ae_lab.notebook and the hand-in notebook: its structure (fast), how it shows images, and a real
+execution at the smallest size (slow)."""
 
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import numpy as np
 import pytest
 
 from ae_lab.errors import AeLabError
-from ae_lab.report import media
-from ae_lab.report.media import media_files
-from ae_lab.report.notebook import SMALLEST, execute, export_markdown, main, parse_parameters
+from ae_lab.notebook import media
+from ae_lab.notebook.__main__ import SMALLEST, execute, export_markdown, main, parse_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "tarea05.ipynb"
@@ -28,10 +27,9 @@ SECTIONS = [
     "8. Las mismas figuras en W&B",
     "9. Conclusiones",
 ]
-PARAMETERS = {
-    "DATA", "DATA_ROOT", "EPOCHS", "N_TRAIN", "N_TEST", "IMAGE_SIZE", "CATEGORIES", "PROJECT",
-    "WANDB_MODE", "WANDB_DIR", "RUN_GRID", "GROUP", "REAL_ROOT", "REAL_GROUP",
-}  # fmt: skip
+DATA_PARAMETERS = {"DATA", "DATA_ROOT", "N_TRAIN", "N_TEST", "IMAGE_SIZE", "CATEGORIES"}
+RUN_PARAMETERS = {"EPOCHS", "PROJECT", "WANDB_MODE", "WANDB_DIR", "RUN_GRID", "GROUP"}
+PARAMETERS = DATA_PARAMETERS | RUN_PARAMETERS | {"REAL_ROOT", "REAL_GROUP"}
 SPANISH = {"de", "la", "el", "que", "los", "las", "en", "con", "por", "una", "se", "es", "del"}
 ENGLISH = {"the", "and", "of", "with", "is", "to", "that", "which", "for", "are"}
 
@@ -103,75 +101,10 @@ def test_committed_notebook_holds_an_execution():
 
 
 def test_parse_parameters_reads_yaml_values():
-    assert parse_parameters([["EPOCHS", "3"], ["CATEGORIES", "[screw, cable]"], ["GROUP", "g1"]]) == {
-        "EPOCHS": 3, "CATEGORIES": ["screw", "cable"], "GROUP": "g1",
-    }  # fmt: skip
+    given = [["EPOCHS", "3"], ["CATEGORIES", "[screw, cable]"], ["GROUP", "g1"]]
+    assert parse_parameters(given) == {"EPOCHS": 3, "CATEGORIES": ["screw", "cable"], "GROUP": "g1"}
     with pytest.raises(AeLabError, match="EPOCHS"):
         parse_parameters([["EPOCHS", "[1,"]])
-
-
-class FakeFile:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def download(self, root: str, exist_ok: bool = False):
-        path = Path(root) / self.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"png")
-        return path.open()
-
-
-class FakeApiRun:
-    def __init__(self) -> None:
-        self.summary_metrics = {
-            "val/reconstructions": {"_type": "image-file", "path": "media/images/v_1.png"},
-            "test/reconstructions": {
-                "filenames": ["media/a.png", "media/b.png"],
-                "captions": ["a", "b"],
-            },
-        }
-
-    def file(self, name: str) -> FakeFile:
-        return FakeFile(name)
-
-
-def test_online_media_are_downloaded_into_the_cache(tmp_path, monkeypatch):
-    import wandb
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(wandb, "Api", lambda: SimpleNamespace(run=lambda path: FakeApiRun()))
-    cache = Path("reports/notebook/media/abc123")
-    assert media_files("abc123", "val/reconstructions", project="p") == [
-        (cache / "media/images/v_1.png", "")
-    ]
-    assert media_files("abc123", "test/reconstructions", project="p")[1] == (
-        cache / "media/b.png",
-        "b",
-    )
-    assert (tmp_path / cache / "media/b.png").is_file()
-    with pytest.raises(AeLabError, match=r"no media at `val/latent_tsne`.*val/reconstructions"):
-        media_files("abc123", "val/latent_tsne", project="p")
-    with pytest.raises(AeLabError, match=r"No offline W&B run folder for run 'abc123'.*WANDB_DIR"):
-        media_files("abc123", "val/reconstructions", tmp_path)
-
-
-def test_offline_media_are_read_from_the_run_folder(tmp_path, monkeypatch):
-    """The summary is replayed from the run's log (the last update of a key wins)."""
-    folder = tmp_path / "wandb" / "offline-run-20250101_000000-abc123"
-    (folder / "files").mkdir(parents=True)
-    (folder / "run-abc123.wandb").touch()
-    updates = [
-        {"val/reconstructions.path": "media/v_1.png", "test/f1_max": 0.5},
-        {"val/reconstructions.path": "media/v_3.png", "val/reconstructions.caption": "epoch 3"},
-    ]
-    records = [
-        {"type": "run", "run": {}},
-        *({"type": "summary", "summary": {"update": u}} for u in updates),
-    ]
-    monkeypatch.setattr(media, "read_records", lambda path: records)
-    assert media_files("abc123", "val/reconstructions", tmp_path) == [
-        (folder / "files" / "media/v_3.png", "epoch 3")
-    ]
 
 
 def test_large_images_are_embedded_as_jpeg(monkeypatch):

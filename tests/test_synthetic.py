@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ae_lab.data.synthetic import (
 )
 from ae_lab.data.synthetic import __main__ as cli
 from ae_lab.data.synthetic.objects import GENERIC_DEFECTS, design_for
+from ae_lab.data.table import MissingMaskWarning, scan_mvtec
 from ae_lab.errors import AeLabError
 
 CATS = ("cable", "capsule", "screw", "transistor", "widget")
@@ -154,7 +156,8 @@ def test_one_class_run_keeps_the_other_generated_classes(root: Path, tmp_path: P
     out = tmp_path / "shared"
     shutil.copytree(root, out)
     before = {p: p.read_bytes() for p in out.rglob("*.png")}
-    dm = MVTecDataModule(out, categories=[CATS[0]], generate={k: v for k, v in PARAMS.items() if k != "categories"}, cache_dir=tmp_path)  # fmt: skip
+    sizes = {k: v for k, v in PARAMS.items() if k != "categories"}
+    dm = MVTecDataModule(out, categories=[CATS[0]], generate=sizes, cache_dir=tmp_path)
     dm.prepare_data()
     assert {p: p.read_bytes() for p in out.rglob("*.png")} == before
     # A new class is added beside the kept ones, and the marker lists them all.
@@ -225,3 +228,13 @@ def test_cli_help_and_write(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
         cli.main(["--help"])
     help_ = capsys.readouterr().out
     assert "--n-train" in help_ and "OUT_DIR" in help_ and "MVTec AD's folder layout" in help_
+
+
+def test_the_generated_set_scans_as_mvtec_with_a_mask_per_defect(synthetic_root: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MissingMaskWarning)
+        df = scan_mvtec(synthetic_root, ["cable", "screw"])
+    for category in ("cable", "screw"):
+        sub = df[df["category"] == category]
+        assert (sub["split"] == "train").sum() == 12 and (sub["split"] == "test").sum() == 8
+        assert sub["label"].sum() > 0 and sub.loc[sub["label"] == 1, "mask_path"].notna().all()

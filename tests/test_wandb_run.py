@@ -1,7 +1,9 @@
-"""End to end: a tiny real training in offline W&B, read back from the run's own files."""
+"""W&B: the mode probe (ae_lab.wandb_mode), and tiny real trainings logged offline through
+SummaryWandbLogger and the media callback, read back from the runs' own files."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,12 @@ import pytest
 from PIL import Image
 
 from ae_lab import keys
-from ae_lab.callbacks import CHECKPOINT_BEST, CHECKPOINT_EVALUATED, EPOCH_AXIS_KEYS, select_test
+from ae_lab.callbacks import EPOCH_AXIS_KEYS, select_test
 from ae_lab.data.table import scan_mvtec, split_train_val
+from ae_lab.errors import AeLabError
+from ae_lab.keys import CHECKPOINT_BEST, CHECKPOINT_EVALUATED
 from ae_lab.training import train
+from ae_lab.wandb_mode import ensure_wandb_mode
 from tests.compose import compose_config, tiny_overrides
 
 CATEGORIES = ["cable", "screw"]
@@ -41,10 +46,8 @@ def overrides(root: Path, out_dir: Path, **extra: str) -> list[str]:
 def records(run_dir: Path) -> list[dict]:
     """Every record of the run's transaction log, as `wandb leet inspect --json` prints them."""
     (log,) = run_dir.glob("run-*.wandb")
-    out = subprocess.run(
-        [str(WANDB), "leet", "inspect", "--json", str(log)],
-        capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
+    command = [str(WANDB), "leet", "inspect", "--json", str(log)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -199,3 +202,35 @@ def test_offline_run_logs_every_media_key_and_evaluation_reuses_them(
     assert not [h for h in history(eval_recs) if f"{keys.VAL_RECONSTRUCTIONS}._type" in h]
     eval_final = check_test_content(eval_dir, eval_recs, synthetic_root)
     assert eval_final[CHECKPOINT_EVALUATED] == result["last_checkpoint"]
+
+
+def test_wandb_without_network_or_key_logs_offline_and_says_why(monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("WANDB_MODE")
+    assert ensure_wandb_mode() == "offline" and os.environ["WANDB_MODE"] == "offline"
+    out = capsys.readouterr().out
+    assert "does not answer" in out and "wandb sync" in out
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("NETRC", os.devnull)
+    assert ensure_wandb_mode() == "offline"
+    assert "no W&B credentials found" in capsys.readouterr().out
+    monkeypatch.setenv("WANDB_MODE", "online")  # asked for explicitly: fail with the fix
+    with pytest.raises(AeLabError, match=r"wandb login.*WANDB_MODE=offline.*logger=none"):
+        ensure_wandb_mode()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert ensure_wandb_mode() == "disabled" and not capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_no_validation_images_with_wandb_keeps_the_checkpoint(tiny_mvtec, tmp_path, caplog):
+    base = [
+        o for o in tiny_overrides(tiny_mvtec, tmp_path, ["widget", "screw"]) if o != "logger=none"
+    ]
+    cfg = compose_config([*base, "logger=wandb", "data.val_fraction=0", "media.n_images=4"])
+    result = train(cfg)
+    assert Path(result["last_checkpoint"]).is_file() and result["wandb_mode"] == "offline"
+    assert 0.0 <= result["test/image_auroc"] <= 1.0
+    skipped = [r for r in caplog.records if "validation media skipped" in r.getMessage()]
+    assert len(skipped) == 1
