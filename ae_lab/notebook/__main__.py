@@ -25,20 +25,25 @@ from papermill.exceptions import PapermillExecutionError
 
 from ae_lab.errors import AeLabError, error_line
 
-# Tiny grid for CI: 2 classes, 64 px, a small net, 1 short epoch per run (8 runs, 2 at a time).
+# Tiny grid for CI: 2 classes, 64 px, a small net, 1 short epoch per run, trained in the notebook
+# (9 runs), no real images.
 SMALLEST = {
-    "CATEGORIES": ["cable", "screw"],
-    "N_TRAIN": 12,
-    "N_TEST": 10,
-    "SOURCE_SIZE": 64,
-    "IMAGE_SIZE": 64,
-    "EPOCHS": 1,
-    "BATCH_SIZE": 8,
-    "EXTRA_OVERRIDES": [
+    "RUN_GRIDS": True,
+    "REAL_GROUP": None,
+    "SYN_GROUP": "nb-smallest",
+    "SYN_OVERRIDES": [
+        "data.root=.cache/ae_lab/synthetic_nb_smallest",
+        "data.categories=[cable,screw]",
+        "data.generate.n_train=12",
+        "data.generate.n_test=10",
+        "data.generate.image_size=64",
+        "data.image_size=64",
+        "data.batch_size=8",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
         "model.latent_dim=16",
         "model.net.base_channels=8",
         "model.net.depth=3",
-        "trainer.limit_train_batches=2",
         "media.tsne_test=false",
     ],
 }
