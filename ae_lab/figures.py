@@ -189,7 +189,7 @@ def loss_curves_comparison(runs: pd.DataFrame, history: pd.DataFrame) -> Figure:
         ax.set(title=f"pérdida {loss_name(loss)}", xlabel="época")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
     axes[0].set_ylabel("pérdida (escala de cada función, log)")
     fig.suptitle(
         "Arquitecturas en los mismos ejes, una función de pérdida por panel: "
@@ -213,7 +213,7 @@ def _good_vs_defects(axes, part: pd.DataFrame, defects: list[str], column: str, 
             label = f"{name} (n={len(data)})"
             ax.hist(data, bins=edges, weights=weights, color=colour, alpha=0.6, label=label)
         ax.set_title(f"{defect}: AUROC {aurocs.get(defect, math.nan):.2f}", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
 
 
 def defect_histograms(
