@@ -196,7 +196,9 @@ def reconstructions_by_loss(
         rows = rows.to_numpy()
         if rows.any():
             models = {name: (recon[rows], maps[rows]) for name, (recon, maps) in shown.items()}
-            title = f"Arquitectura {model}: imágenes {part} de prueba reconstruidas por cada pérdida"
+            title = (
+                f"Arquitectura {model}: imágenes {part} de prueba reconstruidas por cada pérdida"
+            )
             if part == "defectuosas":
                 title += " (de los tipos de defecto más difíciles de cada clase)"
             figs[f"{key}/{part}"] = figures.reconstruction_comparison(
