@@ -48,6 +48,7 @@ import warnings
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm sin ipywidgets
+warnings.filterwarnings("ignore", message=".*have no mask in")  # el tornillo real no trae máscaras
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -298,8 +299,29 @@ if REAL:
         "clásico y U-Net en los mismos ejes (escala logarítmica).",
     )
 
-# %% [markdown]
-# LECTURA_CURVAS
+
+# %%
+def final(conjunto: str) -> pd.DataFrame:
+    """La última época de cada ejecución: pérdidas y `val/l1`, el error común a todas."""
+    data = ANALISIS[conjunto].data
+    h = data.history.sort_values(keys.EPOCH).groupby("run_id").last()
+    t = data.runs.set_index("run_id")[["label", "model", "loss"]].join(h)
+    return t[["label", "model", "loss", keys.TRAIN_LOSS, keys.VAL_LOSS, keys.VAL_L1]]
+
+
+if REAL:
+    F = final("real").set_index("label")
+    l1 = F.groupby("model")[keys.VAL_L1].mean()
+    if completo("real"):
+        assert l1["unet"] < l1["ae"] / 2 and (F[keys.VAL_LOSS] < 1.2 * F[keys.TRAIN_LOSS]).all()
+    show_md(
+        "**Lectura.** Con las cuatro pérdidas la U-Net baja más y más rápido que el autoencoder "
+        f"clásico: su error de validación `val/l1`, el mismo para todas, termina en {l1['unet']:.4f} "
+        f"de media frente a {l1['ae']:.4f}, menos de la mitad. Ninguna curva de validación se "
+        "separa hacia arriba de la de entrenamiento: en 20 épocas no hay sobreajuste visible. Los "
+        "picos de las primeras épocas coinciden con la subida de la tasa de aprendizaje (el "
+        "programa *one-cycle* alcanza su máximo al 15 % del entrenamiento)."
+    )
 
 # %% [markdown]
 # ### 4.2 Reconstrucciones de validación
@@ -318,7 +340,10 @@ if REAL:
     show_md(LICENCIA)
 
 # %% [markdown]
-# LECTURA_VALIDACION
+# **Lectura.** El autoencoder clásico devuelve una versión suavizada de cada pieza: con L1 y L2 la
+# rosca del tornillo y las patas del transistor se borran, con SSIM y SSIM+L1 se conservan mejor. La
+# U-Net devuelve una copia casi exacta con cualquier pérdida: reconstruye mejor, como dicen sus
+# curvas. La pregunta es si también copia el defecto.
 
 # %% [markdown]
 # ### 4.3 Las cuatro pérdidas sobre las mismas imágenes de prueba
@@ -341,7 +366,17 @@ if REAL:
     show_md(LICENCIA)
 
 # %% [markdown]
-# LECTURA_PRUEBA
+# **Lectura.** Las figuras responden que sí. El autoencoder clásico no reproduce la pata doblada ni
+# la caja dañada del transistor, y su mapa las marca (junto con los agujeros de la placa, que
+# tampoco reproduce bien); en el tornillo marca la rosca entera, el detalle que no alcanza a
+# reconstruir, y sobre ella, en la segunda fila, el punto del defecto; en la cápsula el mapa queda
+# casi oscuro: los pinchazos, rayones e impresiones defectuosas son de pocos píxeles y el
+# autoencoder los borra igual que borra la impresión «500». Entre pérdidas, L1 y L2 dan
+# reconstrucciones más borrosas y mapas con más error en toda la pieza; SSIM y SSIM+L1 conservan más
+# estructura, y el error que queda se concentra más en lo anómalo. La U-Net copia la pata doblada,
+# la rosca y la impresión: sus mapas son unas trece veces más débiles (escala hasta 0.004 frente a
+# 0.05) y dibujan los bordes de toda la imagen (agujeros de la placa, contorno de la cápsula), no el
+# defecto.
 
 # %% [markdown]
 # ### 4.4 Error de reconstrucción: buenas frente a cada tipo de defecto
@@ -360,8 +395,39 @@ if REAL:
             "tipo de defecto, una fila por pérdida.",
         )
 
-# %% [markdown]
-# LECTURA_HISTOGRAMAS
+
+# %%
+def error_frente_a_puntuacion(conjunto: str) -> pd.DataFrame:
+    """AUROC (media de las clases) del error medio de reconstrucción y de la puntuación."""
+    from ae_lab.metrics import defect_aurocs
+
+    data, rows = ANALISIS[conjunto].data, []
+    for run in data.runs.itertuples():
+        part = data.scores[data.scores["run_id"] == run.run_id]
+        per = [
+            defect_aurocs(part, col).query("defect == @ALL")["auroc"].mean()
+            for col in ("loss", "score")
+        ]
+        rows.append((run.label, *per))
+    return pd.DataFrame(
+        rows, columns=["ejecución", "AUROC del error medio", "AUROC de la puntuación"]
+    )
+
+
+if REAL:
+    E = error_frente_a_puntuacion("real")
+    show_table(E)
+    ae_e = E[E["ejecución"].str.startswith("ae-")]
+    if completo("real"):
+        assert (ae_e["AUROC de la puntuación"] > ae_e["AUROC del error medio"]).all()
+    show_md(
+        "**Lectura.** El error medio de reconstrucción de una imagen apenas separa las buenas de "
+        "las defectuosas: en los histogramas las barras rojas caen casi siempre sobre las grises. Un "
+        "defecto ocupa pocos píxeles y su error se diluye en el promedio de toda la imagen. La "
+        "puntuación (el 0.5 % de píxeles con más error, tras suavizar el mapa) separa mejor en las "
+        "cuatro ejecuciones del autoencoder clásico (tabla): es la puntuación, no el error medio, la "
+        "que convierte una reconstrucción en un detector."
+    )
 
 # %% [markdown]
 # ### 4.5 El espacio latente
@@ -385,7 +451,9 @@ if REAL:
         )
 
 # %% [markdown]
-# LECTURA_TSNE
+# **Lectura.** En ambos casos los latentes de validación forman un grupo por clase: el codificador
+# distingue tornillo, transistor y cápsula sin que nadie se lo pida. Todas son imágenes buenas, así
+# que el t-SNE no dice nada de los defectos; dice que `z` describe la pieza.
 
 # %% [markdown]
 # ### 4.6 AUROC por clase y defecto, y cuánto se puede leer de una diferencia
@@ -411,12 +479,47 @@ def diferencias(conjunto: str) -> pd.DataFrame:
     return t
 
 
+def resumen(conjunto: str) -> pd.DataFrame:
+    """AUROC con su intervalo, por arquitectura y pérdida."""
+    t = intervalos(conjunto).set_index("ejecución")
+    runs = ANALISIS[conjunto].data.runs.set_index("label")
+    t.insert(0, "arquitectura", runs.loc[t.index, "model"])
+    t.insert(1, "pérdida", runs.loc[t.index, "loss"])
+    return t.reset_index(drop=True)
+
+
+def diferencia(conjunto: str, a: str, b: str) -> pd.Series:
+    """La fila de la tabla de diferencias pareadas entre las ejecuciones `a` y `b` (por nombre)."""
+    t = ANALISIS[conjunto].analysis.differences
+    hit = t[((t["run_a"] == a) & (t["run_b"] == b)) | ((t["run_a"] == b) & (t["run_b"] == a))]
+    return hit.iloc[0]
+
+
 if REAL:
     show_table(intervalos("real"))
     show_table(diferencias("real"))
 
-# %% [markdown]
-# LECTURA_AUROC
+# %%
+if REAL:
+    R0 = intervalos("real").set_index("ejecución")
+    d_ssim = diferencia("real", "ae-ssim_l1-z128", "ae-ssim-z128")
+    d_l2 = diferencia("real", "ae-ssim-z128", "ae-l2-z128")
+    if completo("real"):
+        assert d_ssim["low"] < 0 < d_ssim["high"] and d_l2["low"] > 0
+    show_md(
+        "**Lectura.** Los intervalos de la primera tabla se solapan entre ejecuciones cercanas, "
+        "pero dos ejecuciones evaluadas sobre las mismas imágenes se comparan mejor con la "
+        "diferencia pareada (segunda tabla): se remuestrean las imágenes una vez para ambas. SSIM y "
+        f"SSIM+L1 no se distinguen (diferencia {d_ssim['difference']:+.3f}, intervalo "
+        f"[{d_ssim['low']:+.3f}, {d_ssim['high']:+.3f}]); SSIM supera a L2 "
+        f"({d_l2['difference']:+.3f}, [{d_l2['low']:+.3f}, {d_l2['high']:+.3f}]) y L2 a L1. El "
+        "mapa de calor muestra dónde: la cápsula queda cerca del azar con todas las pérdidas salvo "
+        "en `squeeze` (una deformación grande); el tornillo y el transistor son los que "
+        "diferencian las pérdidas, y `misplaced` (el transistor ausente) lo detecta cualquier "
+        "autoencoder clásico. Un intervalo pareado mide sólo el azar de las imágenes de prueba, "
+        "no el de la semilla: con una sola semilla por configuración, una diferencia de 0.002 no "
+        "dice nada, y una de 0.05 es todo lo que esta rejilla puede afirmar."
+    )
 
 # %% [markdown]
 # ### 4.7 ¿Difieren las buenas de las defectuosas en algo más que el defecto?
@@ -449,8 +552,26 @@ def lineas_base(conjunto: str) -> pd.DataFrame:
 if REAL:
     show_table(lineas_base("real"))
 
-# %% [markdown]
-# LECTURA_BASE
+# %%
+if REAL:
+    B = ANALISIS["real"].analysis.baselines.set_index("category")[list(BASE)]
+    lejos = (B - 0.5).abs()
+    if completo("real"):
+        assert lejos.loc["screw_matched"].max() < 0.1 and lejos.loc["capsule"].max() > 0.1
+    show_md(
+        "**Lectura.** En `screw_matched` ningún número ajeno al defecto separa las clases (todos "
+        f"entre {B.loc['screw_matched'].min():.2f} y {B.loc['screw_matched'].max():.2f}): su AUROC "
+        "mide el defecto. En el transistor el brillo medio da "
+        f"{B.loc['transistor', 'mean_grey']:.2f}: las defectuosas son algo más claras, y una "
+        "puntuación que siguiera el brillo ganaría algo sin ver el defecto (el ajuste de brillo y "
+        "contraste de la puntuación está para eso). En la cápsula, las 9 buenas de prueba tienen "
+        f"más ruido y contraste que las defectuosas (AUROC {B.loc['capsule', 'noise']:.2f} y "
+        f"{B.loc['capsule', 'grey_std']:.2f}): un modelo cuyo error siga el detalle fino pondrá "
+        "las buenas por encima de las defectuosas. Es lo que hace la U-Net, cuyo error es sobre "
+        "todo borde y textura (4.3): su AUROC por debajo de 0.5 en la cápsula no es una señal "
+        "invertida de detección, sino la huella de esa diferencia entre las imágenes. Las cifras "
+        "de la cápsula, con 9 buenas, no sostienen conclusiones por sí solas."
+    )
 
 # %% [markdown]
 # ## 5. Análisis crítico
@@ -460,33 +581,71 @@ if REAL:
 
 
 # %%
-def resumen(conjunto: str) -> pd.DataFrame:
-    """AUROC con su intervalo, por arquitectura y pérdida."""
-    t = intervalos(conjunto).set_index("ejecución")
-    runs = ANALISIS[conjunto].data.runs.set_index("label")
-    t.insert(0, "arquitectura", runs.loc[t.index, "model"])
-    t.insert(1, "pérdida", runs.loc[t.index, "loss"])
-    return t.reset_index(drop=True)
-
-
-def diferencia(conjunto: str, a: str, b: str) -> pd.Series:
-    """La fila de la tabla de diferencias pareadas entre las ejecuciones `a` y `b` (por nombre)."""
-    t = ANALISIS[conjunto].analysis.differences
-    hit = t[((t["run_a"] == a) & (t["run_b"] == b)) | ((t["run_a"] == b) & (t["run_b"] == a))]
-    return hit.iloc[0]
-
-
 if REAL:
     R = resumen("real")
     show_table(R)
 
+# %%
+if REAL:
+    a = R.set_index(["arquitectura", "pérdida"])["AUROC"]
+    d_arq = diferencia("real", "ae-ssim_l1-z128", "unet-ssim_l1-z128")
+    d_coarse = diferencia("real", "ae-ssim_l1-z128", "unet_coarse-ssim-z128")
+    if completo("real"):
+        assert a["unet"].max() < 0.55 < 0.65 < a["ae"].max() and d_coarse["low"] > 0
+    show_md(
+        "**Autoencoder clásico frente a U-Net.** El clásico detecta (AUROC de "
+        f"{a['ae'].min():.2f} a {a['ae'].max():.2f} según la pérdida); la U-Net no (de "
+        f"{a['unet'].min():.2f} a {a['unet'].max():.2f}, alrededor o por debajo del azar). La "
+        f"diferencia entre las mejores de cada una es {d_arq['difference']:+.3f} "
+        f"[{d_arq['low']:+.3f}, {d_arq['high']:+.3f}]. La U-Net reconstruye mejor (4.1) y "
+        "detecta peor por la misma razón: los *skips* de alta resolución le dan el detalle de la "
+        "entrada sin pasar por `z`, defecto incluido (4.3). Una U-Net de profundidad 5 con un solo "
+        f"*skip*, el de 4 x 4, vuelve a detectar ({a['unet_coarse'].iloc[0]:.3f}), aunque por "
+        f"debajo del clásico ({d_coarse['difference']:+.3f} [{d_coarse['low']:+.3f}, "
+        f"{d_coarse['high']:+.3f}]). Esa ejecución cambió dos cosas a la vez (la profundidad y "
+        "los *skips*), así que no aísla cuál de las dos importa; lo que sí muestra la rejilla es "
+        "que la U-Net con sus cuatro *skips* no sirve para detectar con esta puntuación."
+    )
+
 # %% [markdown]
-# LECTURA_ANALISIS
+# **Las cuatro pérdidas.** Con el autoencoder clásico, SSIM y SSIM+L1 quedan empatadas arriba, L2
+# después y L1 al final, con diferencias pareadas claras salvo entre las dos primeras (4.6). SSIM
+# compara estructura local (medias, contrastes y correlaciones en ventanas de 11 px): para bajarla,
+# la red debe reproducir la rosca, las patas, los bordes. L1 y L2 se conforman con el promedio, una
+# imagen borrosa cuyo error se reparte por toda la pieza texturada y tapa el del defecto (4.3). El
+# término L1 de SSIM+L1 (peso 0.16) ancla el color y el brillo, algo que SSIM sola no ve, pero aquí
+# no cambia la detección. Con la U-Net el orden de las pérdidas se repite en valores sin interés.
+#
+# **Lo que cada clase permite decir.** El tornillo (`screw_matched`) y el transistor son los que
+# miden algo: sus líneas de base están cerca de 0.5 (4.7) y el clásico con SSIM llega a 0.79 en
+# ambos. La cápsula queda cerca del azar con todos los modelos, salvo en `squeeze`: sus defectos
+# son de pocos píxeles, el autoencoder los borra junto con la impresión, y su AUROC descansa en 9
+# imágenes buenas que además difieren de las defectuosas en ruido y contraste.
+#
+# **Límites de estas cifras.** Una sola semilla por configuración: los intervalos pareados cubren el
+# azar de las imágenes de prueba, no el del entrenamiento, y la dispersión entre semillas no se
+# midió en esta rejilla. Veinte épocas por ejecución, impuestas por el tiempo de cálculo de una
+# máquina de dos núcleos: los valores absolutos subirían con más entrenamiento. Un solo modelo para
+# las tres clases, como pide la tarea para las cuatro. Y la puntuación se ajustó antes mirando
+# imágenes de prueba (sección 1). Por eso las conclusiones son de orden (quién detecta, qué pérdida
+# ayuda), no de valores.
 
 # %% [markdown]
 # ## 6. Conclusiones
 #
-# LECTURA_CONCLUSIONES
+# - En imágenes reales, el autoencoder convolucional clásico detecta defectos y la U-Net con todos
+#   sus *skips* no: reconstruye mejor, defectos incluidos. Es el resultado central, y se repite en
+#   el conjunto sintético (apéndice A).
+# - Entre las pérdidas, SSIM y SSIM+L1 son las mejores y no se distinguen entre sí; L2 va detrás y
+#   L1 al final. Las pérdidas que premian la estructura dejan un residuo que se concentra en lo
+#   anómalo.
+# - El error medio de reconstrucción apenas detecta; la puntuación que mira el 0.5 % peor de un mapa
+#   suavizado y sin cambios globales de luz es la que convierte una reconstrucción en un detector.
+# - Las cifras se leen junto a sus líneas de base: `screw_matched` no tiene atajos, la cápsula sí
+#   (y sólo 9 buenas), y un AUROC por debajo de 0.5 puede ser una diferencia entre las imágenes, no
+#   una detección al revés.
+# - Para afirmar más haría falta varias semillas por configuración y más épocas; la infraestructura
+#   (rejilla, W&B, análisis) ya lo permite con un cambio de parámetros.
 
 # %% [markdown]
 # ## Apéndice A. El sustituto sintético: las cuatro clases de la tarea
