@@ -56,6 +56,7 @@ from IPython.display import Markdown, display
 from ae_lab import keys
 from ae_lab.analysis.report import run_analysis
 from ae_lab.analysis.tables import auroc_intervals
+from ae_lab.metrics import ALL, defect_aurocs
 from ae_lab.notebook.media import media_files, show_image, source_without_comments
 
 ROOT = next(d for d in [Path.cwd(), *Path.cwd().parents] if (d / "train.py").is_file())
@@ -399,19 +400,16 @@ if REAL:
 # %%
 def error_frente_a_puntuacion(conjunto: str) -> pd.DataFrame:
     """AUROC (media de las clases) del error medio de reconstrucción y de la puntuación."""
-    from ae_lab.metrics import defect_aurocs
-
     data, rows = ANALISIS[conjunto].data, []
     for run in data.runs.itertuples():
         part = data.scores[data.scores["run_id"] == run.run_id]
-        per = [
-            defect_aurocs(part, col).query("defect == @ALL")["auroc"].mean()
-            for col in ("loss", "score")
-        ]
+        per = []
+        for column in ("loss", "score"):
+            t = defect_aurocs(part, column)
+            per.append(t.loc[t["defect"] == ALL, "auroc"].mean())
         rows.append((run.label, *per))
-    return pd.DataFrame(
-        rows, columns=["ejecución", "AUROC del error medio", "AUROC de la puntuación"]
-    )
+    columns = ["ejecución", "AUROC del error medio", "AUROC de la puntuación"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 if REAL:
