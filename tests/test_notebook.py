@@ -146,7 +146,7 @@ def test_notebook_runs_at_smallest_size(tmp_path: Path, monkeypatch: pytest.Monk
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     texts = "".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    assert ", 9 ejecuciones;" in texts  # the 8-run grid and unet_coarse
+    assert ", 9 ejecuciones y su análisis" in texts  # the 8-run grid and unet_coarse
     # No debris for the grader: nothing on stderr, no path of this machine in any output.
     assert not [o for o in outputs if o.get("name") == "stderr"]
     streams = "".join(str(o.get("text", "")) for o in outputs)
