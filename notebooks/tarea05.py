@@ -69,6 +69,8 @@ LICENCIA = (
     "licencia.</sub>"
 )
 N_FIGURA = 0
+
+# %%
 NOMBRE = {"ae": "autoencoder clásico", "unet": "U-Net", "unet_coarse": "U-Net con un solo skip"}
 PERDIDA = {"l1": "L1", "l2": "L2", "ssim": "SSIM", "ssim_l1": "SSIM+L1"}
 COLUMNAS = {
@@ -464,6 +466,9 @@ if REAL:
     )
 
 
+# %%
+
+
 def intervalos(conjunto: str) -> pd.DataFrame:
     data = ANALISIS[conjunto].data
     t = auroc_intervals(data.runs, data.scores).sort_values("auroc", ascending=False)
@@ -471,10 +476,10 @@ def intervalos(conjunto: str) -> pd.DataFrame:
 
 
 def diferencias(conjunto: str) -> pd.DataFrame:
-    t = ANALISIS[conjunto].analysis.differences.rename(columns=COLUMNAS)
-    return t
+    return ANALISIS[conjunto].analysis.differences.rename(columns=COLUMNAS)
 
 
+# %%
 def resumen(conjunto: str) -> pd.DataFrame:
     """AUROC con su intervalo, por arquitectura y pérdida."""
     t = intervalos(conjunto).set_index("ejecución")
