@@ -27,7 +27,6 @@ VAE_WITHOUT_KL = (
     "decodes mu). Give kl_beta > 0 (e.g. 1e-4) for a VAE, or use a ConvAutoencoder."
 )
 VAL_ERRORS = {"l1": keys.VAL_L1, "l2": keys.VAL_L2, "ssim": keys.VAL_ONE_MINUS_SSIM}
-PARTS = ("net", "loss", "optimizer", "scheduler", "scoring")
 
 
 class NonFiniteLossError(AeLabError):
