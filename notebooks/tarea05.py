@@ -201,8 +201,8 @@ show_code(ConvAutoencoder.decode)
 def entrenar(sweep: str, group: str, overrides: list[str]) -> None:
     """La rejilla de `sweep` y la novena ejecución (`unet_coarse`, SSIM) en el grupo `group`."""
     grid = [sys.executable, "-m", "ae_lab.sweep", sweep, "--group", group, *overrides]
-    subprocess.run(grid, check=True, capture_output=True)
     dry = subprocess.run([*grid, "--dry-run"], check=True, capture_output=True, text=True)
+    subprocess.run(grid, check=True, capture_output=True)  # después: ya no acepta el mismo grupo
     drop = ("model=", "loss=", "result_file=", "logger.group=", "hydra", "-m")
     fixed = [a for a in shlex.split(dry.stdout)[2:] if not a.startswith(drop)]
     ninth = ["model=unet_coarse", "loss=ssim", f"logger.group={group}"]
