@@ -4,7 +4,6 @@ tables and histograms), which images it shows, from what the module's steps retu
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -15,18 +14,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
-from torch import Tensor
 
-from ae_lab import keys
+from ae_lab import figures, keys
 from ae_lab.batch import Batch, Predictions
 from ae_lab.errors import check_number
-from ae_lab.figures import (
-    defect_histograms,
-    error_histograms,
-    tsne_figure,
-    tsne_scatter,
-    wandb_image,
-)
 from ae_lab.images import anomaly_strip, reconstruction_grid
 
 log = logging.getLogger(__name__)
@@ -116,31 +107,19 @@ def wandb_run(trainer: L.Trainer) -> Any | None:
     return loggers[0].experiment if loggers and trainer.is_global_zero else None
 
 
-@dataclass
-class Panel:
-    """The tensors one shown image needs, on the CPU: image and recon [3,S,S]; test only: its
-    anomaly map and ground-truth mask [1,S,S]."""
-
-    image: Tensor
-    recon: Tensor
-    anomaly_map: Tensor | None = None
-    mask: Tensor | None = None
-
-
-def _collect(store: dict[str, Any], batch: Batch, out: Predictions, rows: list[int], test: bool):
-    """Keep a batch's latents and metadata, and the picked rows' panels (on the CPU)."""
+def _collect(store: dict[str, Any], batch: Batch, out: Predictions, rows: list[int]) -> None:
+    """Keep a batch's latents and metadata, and the picked rows' tensors on the CPU: image and
+    reconstruction [3,S,S], then (test) the anomaly map and the ground-truth mask [1,S,S]."""
     index = batch.index.tolist()
     store["z"].append(out.z.detach().flatten(1).float().cpu())
     meta = {"path": batch.path, "category": batch.category, "defect": batch.defect}
     store["meta"].append(pd.DataFrame(meta | {"label": batch.label.tolist()}, index=index))
+    tensors = [batch.image, out.recon]
+    if out.anomaly_map is not None:
+        tensors += [out.anomaly_map, batch.mask]
     for i, row in enumerate(index):
         if row in rows:
-            store["picked"][row] = Panel(
-                image=batch.image[i].float().cpu(),
-                recon=out.recon[i].detach().float().cpu(),
-                anomaly_map=out.anomaly_map[i].float().cpu() if test else None,
-                mask=batch.mask[i].float().cpu() if test else None,
-            )
+            store["picked"][row] = [t[i].detach().float().cpu() for t in tensors]
 
 
 class WandbMediaCallback(Callback):
@@ -165,23 +144,18 @@ class WandbMediaCallback(Callback):
         selection_seed: int = 0,
         grid_columns: int = 8,
     ) -> None:
-        limits = {
-            "every_n_epochs": (every_n_epochs, 0),
-            "tsne_every_n_epochs": (tsne_every_n_epochs, 0),
-            "n_images": (n_images, 1),
-            "selection_seed": (selection_seed, 0),
-            "grid_columns": (grid_columns, 1),
-        }
-        for name, (value, low) in limits.items():
-            check_number(WandbMediaCallback, name, value, low, 10_000, integer=True)
         self.every_n_epochs, self.tsne_every_n_epochs = every_n_epochs, tsne_every_n_epochs
         self.n_images, self.tsne_test = n_images, tsne_test
-        self.seed, self.grid_columns = selection_seed, grid_columns
+        self.selection_seed, self.grid_columns = selection_seed, grid_columns
+        for name in ("every_n_epochs", "tsne_every_n_epochs", "selection_seed"):
+            check_number(WandbMediaCallback, name, getattr(self, name), 0, 10_000, integer=True)
+        for name in ("n_images", "grid_columns"):
+            check_number(WandbMediaCallback, name, getattr(self, name), 1, 10_000, integer=True)
         self._rows: dict[str, list[int]] = {}  # "val"/"test" -> the picked rows, in display order
         self._store: dict[str, dict[str, Any]] = {}  # stage -> what its steps returned
-        self._logged: set[tuple[str, int]] = set()  # (media, epoch)
         self._losses: list[tuple[int, float, float]] = []  # (epoch, train/loss, val/loss)
         self._last_epoch = -1
+        self._last_logged: set[str] = set()  # the val media logged at the last epoch
 
     @never_fatal
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -193,13 +167,13 @@ class WandbMediaCallback(Callback):
         run.define_metric(keys.EPOCH)
         for key in EPOCH_AXIS_KEYS:
             run.define_metric(key, step_metric=keys.EPOCH)
-        split = "test" if stage == "test" else "val"
-        table = trainer.datamodule.table(split)
-        if split == "test":
-            self._rows[split] = select_test(table, self.n_images, self.seed)
-        else:  # every class round-robin
-            self._rows[split] = round_robin(table, self.n_images, ["category"], self.seed)
-        if split == "val" and table.empty:  # data.val_fraction=0
+        if stage == "test":
+            table = trainer.datamodule.table("test")
+            self._rows["test"] = select_test(table, self.n_images, self.selection_seed)
+            return
+        table = trainer.datamodule.table("val")  # every class round-robin
+        self._rows["val"] = round_robin(table, self.n_images, ["category"], self.selection_seed)
+        if table.empty:  # data.val_fraction=0
             log.warning("No validation images (data.val_fraction=0): validation media skipped.")
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -211,13 +185,23 @@ class WandbMediaCallback(Callback):
     @never_fatal
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if wandb_run(trainer) is not None and not trainer.sanity_checking:
-            _collect(self._store["val"], batch, outputs, self._rows.get("val", []), test=False)
+            _collect(self._store["val"], batch, outputs, self._rows.get("val", []))
 
     @never_fatal
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if wandb_run(trainer) is not None:
-            _collect(self._store["test"], batch, outputs, self._rows.get("test", []), test=True)
+            _collect(self._store["test"], batch, outputs, self._rows.get("test", []))
             self._store["test"]["scores"].append(outputs.scores)
+
+    def _picked(self, stage: str) -> list[int]:
+        """The picked rows a stage's steps returned, in display order."""
+        return [r for r in self._rows[stage] if r in self._store[stage]["picked"]]
+
+    def _tsne_table(self, stage: str) -> pd.DataFrame:
+        """The `tsne_table` of a stage's latents."""
+        store = self._store[stage]
+        coords = tsne_2d(torch.cat(store["z"]).numpy(), self.selection_seed)
+        return tsne_table(coords, pd.concat(store["meta"]))
 
     # ---- validation media -----------------------------------------------------------------------
     @never_fatal
@@ -228,15 +212,13 @@ class WandbMediaCallback(Callback):
             self._losses.append(
                 (epoch, float(metrics[keys.TRAIN_LOSS]), float(metrics[keys.VAL_LOSS]))
             )
-        recon = self.every_n_epochs > 0 and (epoch + 1) % self.every_n_epochs == 0
-        tsne = self.tsne_every_n_epochs > 0 and (epoch + 1) % self.tsne_every_n_epochs == 0
-        self._log_val_media(trainer, epoch, recon, tsne)
+        every = {"recon": self.every_n_epochs, "tsne": self.tsne_every_n_epochs}
+        self._last_logged = {media for media, n in every.items() if n > 0 and (epoch + 1) % n == 0}
+        self._log_val_media(trainer, epoch, self._last_logged)
 
     @never_fatal
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = self._last_epoch
-        recon, tsne = ("recon", epoch) not in self._logged, ("tsne", epoch) not in self._logged
-        self._log_val_media(trainer, epoch, recon, tsne)
+        self._log_val_media(trainer, self._last_epoch, {"recon", "tsne"} - self._last_logged)
         run = wandb_run(trainer)
         if run is not None and self._losses:
             import wandb
@@ -253,82 +235,74 @@ class WandbMediaCallback(Callback):
             )
             run.log({keys.TRAIN_VAL_LOSS: chart})
 
-    def _log_val_media(self, trainer: L.Trainer, epoch: int, recon: bool, tsne: bool) -> None:
+    def _log_val_media(self, trainer: L.Trainer, epoch: int, media: set[str]) -> None:
+        """`recon` and/or `tsne`: the validation media of `epoch`, from its validation steps."""
         run, store = wandb_run(trainer), self._store.get("val")
-        if run is None or not store or not store["z"] or not (recon or tsne):
+        if run is None or not store or not store["z"] or not media:
             return
         import wandb
 
         payload: dict[str, Any] = {keys.EPOCH: epoch}
-        if recon:
-            rows = [r for r in self._rows["val"] if r in store["picked"]]
-            images = torch.stack([store["picked"][r].image for r in rows])
-            recons = torch.stack([store["picked"][r].recon for r in rows])
+        if "recon" in media:
+            rows = self._picked("val")
+            images = torch.stack([store["picked"][r][0] for r in rows])
+            recons = torch.stack([store["picked"][r][1] for r in rows])
             caption = (
                 f"epoch {epoch}: originals (rows 1, 3, ...) above their reconstructions "
                 f"(rows 2, 4, ...); {len(rows)} fixed validation images, classes round-robin"
             )
             grid = reconstruction_grid(images, recons, ncol=self.grid_columns)
             payload[keys.VAL_RECONSTRUCTIONS] = wandb.Image(grid, caption=caption)
-            self._logged.add(("recon", epoch))
-        if tsne:
-            meta = pd.concat(store["meta"])
-            table = tsne_table(tsne_2d(torch.cat(store["z"]).numpy(), self.seed), meta)
+        if "tsne" in media:
+            table = self._tsne_table("val")
             title = f"t-SNE of {len(table)} validation latents (epoch {epoch})"
-            payload[keys.VAL_LATENT_TSNE] = wandb.Plotly(
-                tsne_figure(table, "category", title=title)
-            )
+            payload[keys.VAL_LATENT_TSNE] = wandb.Plotly(figures.tsne_figure(table, title=title))
             columns = ["x", "y", "category", "path"]
             payload[keys.VAL_LATENT_TSNE_TABLE] = wandb.Table(dataframe=table[columns])
             title = f"t-SNE de los {len(table)} latentes de validación (época {epoch})"
-            payload[keys.VAL_LATENT_TSNE_IMAGE] = wandb_image(tsne_scatter(table, title))
-            self._logged.add(("tsne", epoch))
+            image = figures.wandb_image(figures.tsne_scatter(table, title))
+            payload[keys.VAL_LATENT_TSNE_IMAGE] = image
         run.log(payload)
 
     # ---- test media -----------------------------------------------------------------------------
     @never_fatal
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         run, store = wandb_run(trainer), self._store.get("test")
-        if run is None or not store or not store.get("scores"):
+        if run is None or not store or not store["scores"]:
             return
         import wandb
 
         scores = pd.concat(store["scores"]).sort_index()
-        payload: dict[str, Any] = {
-            keys.TEST_SCORES: wandb.Table(dataframe=scores.reset_index(drop=True))
-        }
+        score_table = wandb.Table(dataframe=scores.reset_index(drop=True))
+        payload: dict[str, Any] = {keys.TEST_SCORES: score_table}
         # The reconstruction error in the run's own loss, then the anomaly score.
-        for category, fig in error_histograms(scores, column="loss").items():
+        for category, fig in figures.error_histograms(scores, column="loss").items():
             payload[f"{keys.TEST_ERROR_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
-        for category, fig in error_histograms(scores).items():
+        for category, fig in figures.error_histograms(scores).items():
             payload[f"{keys.TEST_SCORE_HISTOGRAMS}/{category}"] = wandb.Plotly(fig)
-            image = wandb_image(defect_histograms(scores, category))
+            image = figures.wandb_image(figures.defect_histograms(scores, category))
             payload[f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{category}"] = image
         if store["picked"]:
-            rows = [r for r in self._rows["test"] if r in store["picked"]]
-            payload[keys.TEST_RECONSTRUCTIONS] = self._test_strips(scores, store["picked"], rows)
+            payload[keys.TEST_RECONSTRUCTIONS] = self._test_strips(scores)
         if self.tsne_test:
-            meta = pd.concat(store["meta"])
-            table = tsne_table(tsne_2d(torch.cat(store["z"]).numpy(), self.seed), meta)
+            table = self._tsne_table("test")
             title = f"t-SNE of {len(table)} test latents: colour good/defective, symbol class"
-            fig = tsne_figure(table, color="status", symbol="category", title=title)
+            fig = figures.tsne_figure(table, color="status", symbol="category", title=title)
             payload[keys.TEST_LATENT_TSNE] = wandb.Plotly(fig)
         run.log(payload)
 
-    def _test_strips(
-        self, scores: pd.DataFrame, picked: dict[int, Panel], rows: list[int]
-    ) -> list[Any]:
+    def _test_strips(self, scores: pd.DataFrame) -> list[Any]:
         """One captioned 1x4 strip (original | reconstruction | anomaly map | mask) per picked
         image; the caption gives the map's value range, from black to pale yellow."""
         import wandb
 
+        picked = self._store["test"]["picked"]
         # One colour scale for all strips (a high quantile of the picked maps' pixels), so a
         # good image looks dark next to a defective one instead of being stretched to full range.
-        maps = torch.stack([p.anomaly_map for p in picked.values()])
+        maps = torch.stack([anomaly_map for _, _, anomaly_map, _ in picked.values()])
         vmax = float(torch.quantile(maps, 0.999)) or 1.0
         strips = []
-        for row in rows:
-            panel = picked[row]
+        for row in self._picked("test"):
             info = scores.loc[row]
             caption = (
                 f"{info['category']} | {info['defect']} | score {info['score']:.4g} — "
@@ -336,10 +310,5 @@ class WandbMediaCallback(Callback):
                 f"strips: 0 = black, {vmax / 2:.3g} = red, {vmax:.3g} and above = pale yellow), "
                 "ground truth"
             )
-            strips.append(
-                wandb.Image(
-                    anomaly_strip(panel.image, panel.recon, panel.anomaly_map, panel.mask, vmax),
-                    caption=caption,
-                )
-            )
+            strips.append(wandb.Image(anomaly_strip(*picked[row], vmax), caption=caption))
         return strips

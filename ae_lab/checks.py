@@ -1,6 +1,7 @@
 """Checks before anything trains: settings that would waste a run or report a false result, the
 checkpoint given as `ckpt_path`, and one dry batch through the model, loss and scoring."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ def check_settings(cfg: DictConfig) -> None:
             f"trainer.max_epochs={epochs!r} must be an integer from 1 to 100000 (Lightning reads "
             "-1 as 'train forever'), e.g. trainer.max_epochs=30."
         )
+    check_lightning(cfg)
     limit = cfg.trainer.get("limit_test_batches", 1.0)
     if cfg.test and not (isinstance(limit, float) and limit == 1.0):
         raise AeLabError(
@@ -51,21 +53,63 @@ def check_settings(cfg: DictConfig) -> None:
         )
 
 
+# Lightning's integer settings it checks only while fitting (a bare TypeError or ZeroDivisionError
+# then), or not at all; the least value each accepts.
+TRAINER_COUNTS = {"log_every_n_steps": 1, "check_val_every_n_epoch": 1, "num_sanity_val_steps": -1}
+
+
+def check_lightning(cfg: DictConfig) -> None:
+    """The Trainer and callback settings Lightning would reject late or without naming them, or
+    obey to the machine's harm: a devices count above what the machine has starts that many
+    processes."""
+    trainer = cfg.trainer
+    for name, node in (cfg.get("callbacks") or {}).items():
+        top_k = node.get("save_top_k") if isinstance(node, DictConfig) else None
+        if top_k is not None and not (type(top_k) is int and top_k >= -1):
+            raise AeLabError(
+                f"callbacks.{name}.save_top_k={top_k!r} must be an integer >= -1 (-1 keeps "
+                "every checkpoint)."
+            )
+    for key, least in TRAINER_COUNTS.items():
+        value = trainer.get(key, least)
+        if value is not None and not (type(value) is int and value >= least):
+            raise AeLabError(f"trainer.{key}={value!r} must be an integer >= {least}.")
+    for key in ("limit_train_batches", "limit_val_batches"):
+        value = trainer.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AeLabError(
+                f"trainer.{key}={value!r} must be a share of the batches in [0.0, 1.0] or a "
+                f"number of batches, e.g. trainer.{key}=1.0."
+            )
+    devices, accelerator = trainer.get("devices", "auto"), trainer.get("accelerator", "auto")
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        gpu = accelerator in ("gpu", "cuda") or (
+            accelerator == "auto" and torch.cuda.is_available()
+        )
+        have = torch.cuda.device_count() if gpu else os.cpu_count() or 1
+        if not 1 <= devices <= have:
+            raise AeLabError(
+                f"trainer.devices={devices} asks for {devices} {'GPUs' if gpu else 'processes'}, "
+                f"and this machine has {have} {'GPU(s)' if gpu else 'cores'}: use a number from 1 "
+                f"to {have}, or trainer.devices=auto."
+            )
+
+
 def check_run(cfg: DictConfig, module: AutoencoderModule, datamodule: Any) -> None:
     """What needs the built module and data: the checkpoint fits, the windows fit the images,
     there is something to test, and one batch goes through every computation the run uses."""
     if cfg.ckpt_path:
         check_checkpoint(cfg, module)
     size = int(datamodule.image_size)
-    module.scoring.check_image_size(size)
-    window = getattr(module.loss_fn, "window_size", None)
-    if window is not None and window // 2 >= size:
-        raise SettingError(
-            type(module.loss_fn),
-            "window_size",
-            f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
-            f"below {2 * size}",
-        )
+    for part in (module.scoring, module.loss_fn):  # SSIM windows, reflect-padded inside the image
+        window = getattr(part, "window_size", None)
+        if window is not None and window // 2 >= size:
+            raise SettingError(
+                type(part),
+                "window_size",
+                f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
+                f"below {2 * size}",
+            )
     if cfg.test and datamodule.table("test").empty:
         raise AeLabError(datamodule.no_test_images_message())
     dry_run(module, size)

@@ -124,14 +124,27 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
     user = next((e for e in chain if isinstance(e, AeLabError)), None)
     if user is not None:
         return str(user)
-    # Lightning checks some trainer values only when fitting (e.g. limit_train_batches).
-    lightning = next((e for e in chain if isinstance(e, MisconfigurationException)), None)
+    # Lightning rejects values when Hydra builds the Trainer or a callback (Hydra's message then
+    # ends with `full_key: <node>`; a TypeError or ValueError too), some only when fitting.
+    built = next((m[1] for e in chain if (m := re.search(r"full_key: (\S+)$", str(e)))), None)
+    kinds = (
+        (MisconfigurationException, TypeError, ValueError) if built else MisconfigurationException
+    )
+    lightning = next((e for e in chain if isinstance(e, kinds)), None)
     if lightning is not None:
-        named = [f"trainer.{k}" for k in cfg.trainer if re.search(rf"\b{k}\b", str(lightning))]
-        shown = ", ".join(_shown(cfg, k) for k in named) or "trainer.*"
+        node = built or "trainer"
+        why = str(lightning).rstrip(".")
+        named = [f"{node}.{k}" for k in OmegaConf.select(cfg, node) if re.search(rf"\b{k}\b", why)]
+        shown = ", ".join(_shown(cfg, k) for k in named) or f"{node}.*"
+        gpu = ""
+        if cfg.trainer.get("accelerator") in ("gpu", "cuda") or "CUDA" in why:
+            gpu = (
+                f" A GPU trainer (trainer=gpu) needs a GPU that PyTorch sees (here: "
+                f"{torch.cuda.device_count()}); on the CPU use `trainer=default`."
+            )
         return (
-            f"Lightning rejects a setting ({shown}): {lightning}. Fix it on the command line or "
-            "in conf/trainer/."
+            f"Lightning rejects a setting ({shown}): {why}. Fix it on the command line or in "
+            f"conf/{node.split('.')[0]}/.{gpu}"
         )
     return None
 

@@ -8,8 +8,8 @@ the HTML report; labels in Spanish, the hand-in's language): `loss_curves`,
 API (`Figure`, no pyplot).
 """
 
-import base64
 import io
+import json
 import math
 
 import numpy as np
@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from plotly.subplots import make_subplots
+from plotly.utils import PlotlyJSONEncoder
 
 from ae_lab import keys
 from ae_lab.metrics import ALL, defect_aurocs
@@ -35,18 +36,10 @@ DPI = 110
 def plain_figure(fig: go.Figure) -> go.Figure:
     """The same figure with every array as a plain JSON list: plotly >= 6 writes base64 typed
     arrays (`{"dtype", "bdata"}`), which W&B's Plotly panel draws empty (wandb/wandb#9563)."""
-
-    def plain(obj):
-        if isinstance(obj, dict) and "bdata" in obj and "dtype" in obj:
-            arr = np.frombuffer(base64.b64decode(obj["bdata"]), dtype=np.dtype(obj["dtype"]))
-            shape = obj.get("shape")
-            dims = shape.split(",") if isinstance(shape, str) else shape
-            return (arr.reshape([int(d) for d in dims]) if dims else arr).tolist()
-        if isinstance(obj, dict):
-            return {k: plain(v) for k, v in obj.items()}
-        return [plain(v) for v in obj] if isinstance(obj, list | tuple) else obj
-
-    return go.Figure(plain(fig.to_plotly_json()))
+    # The traces' and the layout's own `to_plotly_json` keep numpy arrays (only the figure's
+    # encodes them), and plotly's JSON encoder writes those as lists.
+    plain = json.dumps({"data": fig.data, "layout": fig.layout}, cls=PlotlyJSONEncoder)
+    return go.Figure(json.loads(plain))
 
 
 def histogram_traces(
@@ -60,12 +53,11 @@ def histogram_traces(
     traces = []
     for defect in sorted(part["defect"].unique(), key=lambda d: (d != "good", d)):
         values = part.loc[part["defect"] == defect, column]
-        name = f"{prefix}{defect} (n={len(values)}"
-        name += ")" if defect == "good" else f", AUROC={aurocs[defect]:.3f})"
+        auroc = "" if defect == "good" else f", AUROC={aurocs[defect]:.3f}"
         traces.append(
             go.Histogram(
                 x=values.to_numpy(),
-                name=name,
+                name=f"{prefix}{defect} (n={len(values)}{auroc})",
                 xbins={"start": lo, "end": hi + size, "size": size},
                 histnorm="probability",
                 opacity=0.6,
@@ -75,16 +67,12 @@ def histogram_traces(
     return traces
 
 
-def error_histograms(
-    scores: pd.DataFrame, nbins: int = 30, column: str = "score"
-) -> dict[str, go.Figure]:
+def error_histograms(scores: pd.DataFrame, column: str = "score") -> dict[str, go.Figure]:
     """Per class: overlaid histograms of one per-image value, good vs each defect type."""
+    what = "image anomaly score" if column == "score" else "reconstruction error in the run's loss"
     figs = {}
     for cat, part in scores.groupby("category", sort=True):
-        fig = go.Figure(histogram_traces(part, column, nbins))
-        what = (
-            "image anomaly score" if column == "score" else "reconstruction error in the run's loss"
-        )
+        fig = go.Figure(histogram_traces(part, column))
         fig.update_layout(
             barmode="overlay",
             title=f"{cat}: {what}, good vs each defect type",
@@ -101,12 +89,11 @@ def histogram_grid(runs: pd.DataFrame, scores: pd.DataFrame, title: str) -> go.F
     cats = sorted(scores["category"].unique())
     titles = [f"{r['label']}: {c}" for c in cats for _, r in runs.iterrows()]
     fig = make_subplots(rows=len(cats), cols=len(runs), subplot_titles=titles)
-    for j, run_id in enumerate(runs["run_id"]):
+    for j, (run_id, label) in enumerate(zip(runs["run_id"], runs["label"], strict=True)):
         for i, cat in enumerate(cats):
             part = scores[(scores["run_id"] == run_id) & (scores["category"] == cat)]
-            prefix = f"{runs.iloc[j]['label']} {cat}: "
-            for trace in histogram_traces(part, nbins=20, prefix=prefix):
-                fig.add_trace(trace, row=i + 1, col=j + 1)
+            traces = histogram_traces(part, nbins=20, prefix=f"{label} {cat}: ")
+            fig.add_traces(traces, rows=i + 1, cols=j + 1)
     fig.update_layout(title=title, barmode="overlay", height=260 * len(cats) + 120)
     return plain_figure(fig)
 
@@ -142,30 +129,35 @@ def _train_val(ax, history: pd.DataFrame, colour: str, name: str) -> None:
         ax.plot(pts[keys.EPOCH], pts[key], style, color=colour, marker=".", label=label)
 
 
+def _epoch_axis(ax) -> None:
+    """Whole epochs on x; a log y axis, as the runs' losses and final errors differ tenfold (and
+    each loss has its own scale)."""
+    ax.set(xlabel="época", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def loss_curves(runs: pd.DataFrame, history: pd.DataFrame, model: str) -> Figure:
     """One architecture: left, `train/loss` (solid) and `val/loss` (dashed) of each loss function
     on a log axis (each loss has its own scale); right, `val/l1`, the same error for every run."""
     fig = Figure(figsize=(11, 4.2), dpi=DPI, layout="constrained")
     left, right = fig.subplots(1, 2)
-    for _, run in runs[runs["model"] == model].sort_values("loss").iterrows():
+    mine = runs[runs["model"] == model].sort_values("loss")
+    for _, run in mine.iterrows():
         h = history[history["run_id"] == run["run_id"]].sort_values(keys.EPOCH)
         colour = LOSS_COLOURS.get(str(run["loss"]))
         _train_val(left, h, colour, run["loss"])
         pts = h[[keys.EPOCH, keys.VAL_L1]].dropna()
         right.plot(pts[keys.EPOCH], pts[keys.VAL_L1], color=colour, marker=".", label=run["loss"])
-    n_losses = runs.loc[runs["model"] == model, "loss"].nunique()
-    left.set_yscale("log")
+    n_losses = mine["loss"].nunique()
+    for ax in (left, right):
+        _epoch_axis(ax)
     left.set_title("Pérdida de entrenamiento (continua) y validación (discontinua)")
-    left.set(xlabel="época", ylabel="pérdida (escala de cada función, log)")
-    # Log axis: the runs' final errors differ by a factor of ten, invisible on a linear one.
-    right.set_yscale("log")
+    left.set_ylabel("pérdida (escala de cada función, log)")
     right.set_title(f"val/l1: el mismo error para {plural(n_losses, 'pérdida')}")
-    right.set(xlabel="época", ylabel="error L1 medio de validación (log)")
+    right.set_ylabel("error L1 medio de validación (log)")
     left.legend(fontsize=8, ncol=2)
     right.legend(fontsize=8, title="pérdida")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(
         f"Arquitectura {model}: curvas de {plural(n_losses, 'función', 'funciones')} de pérdida"
     )
@@ -181,14 +173,11 @@ def loss_curves_comparison(runs: pd.DataFrame, history: pd.DataFrame) -> Figure:
     axes = fig.subplots(1, len(losses), squeeze=False)[0]
     for ax, loss in zip(axes, losses, strict=True):
         for i, model in enumerate(models):
-            colour = MODEL_COLOURS[i % len(MODEL_COLOURS)]
             for run_id in runs.loc[(runs["model"] == model) & (runs["loss"] == loss), "run_id"]:
                 h = history[history["run_id"] == run_id].sort_values(keys.EPOCH)
-                _train_val(ax, h, colour, model)
-        ax.set_yscale("log")
-        ax.set(title=f"pérdida {loss_name(loss)}", xlabel="época")
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                _train_val(ax, h, MODEL_COLOURS[i % len(MODEL_COLOURS)], model)
+        _epoch_axis(ax)
+        ax.set_title(f"pérdida {loss_name(loss)}")
         ax.legend(fontsize=7, loc="upper right")
     axes[0].set_ylabel("pérdida (escala de cada función, log)")
     fig.suptitle(
@@ -198,12 +187,11 @@ def loss_curves_comparison(runs: pd.DataFrame, history: pd.DataFrame) -> Figure:
     return fig
 
 
-AXIS_NAMES = {"score": "puntuación de anomalía", "loss": "error de reconstrucción (pérdida)"}
-
-
-def _good_vs_defects(axes, part: pd.DataFrame, defects: list[str], column: str, edges) -> None:
+def _good_vs_defects(axes, part: pd.DataFrame, defects: list[str], column: str) -> None:
     """One run and class, a panel per defect type: its good images (grey) against that defect
-    (red) on the bins `edges`, as fractions of each group, titled with the defect's AUROC."""
+    (red) on 15 bins shared by the panels, as fractions of each group, titled with the defect's
+    AUROC."""
+    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=15)
     aurocs = defect_aurocs(part, column).set_index("defect")["auroc"]
     good = part.loc[part["defect"] == "good", column].to_numpy()
     for ax, defect in zip(axes, defects, strict=False):
@@ -216,21 +204,18 @@ def _good_vs_defects(axes, part: pd.DataFrame, defects: list[str], column: str, 
         ax.legend(fontsize=7, loc="upper right")
 
 
-def defect_histograms(
-    scores: pd.DataFrame, category: str, column: str = "score", per_row: int = 4
-) -> Figure:
-    """One class: a panel per defect type, its images (red) against the class's good images (grey)
-    on the same bins, as fractions of each group; the panel title gives the defect's AUROC of
-    `column` (`score`, or `loss`: the per-image error in the run's own loss)."""
-    axis = AXIS_NAMES.get(column, column)
+def defect_histograms(scores: pd.DataFrame, category: str) -> Figure:
+    """One class: a panel per defect type (four to a row), its images (red) against the class's
+    good images (grey) on the same bins, as fractions of each group; the panel title gives the
+    defect's AUROC of the anomaly score."""
+    axis = "puntuación de anomalía"
     part = scores[scores["category"] == category]
     defects = sorted(set(part["defect"]) - {"good"})
-    cols = max(1, min(per_row, len(defects)))
+    cols = max(1, min(4, len(defects)))
     rows = max(1, math.ceil(len(defects) / cols))
     fig = Figure(figsize=(max(4.8, 3.2 * cols), 2.6 * rows + 0.8), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, cols, sharex=True, squeeze=False).ravel()
-    edges = np.histogram_bin_edges(part[column].to_numpy(), bins=15)
-    _good_vs_defects(axes, part, defects, column, edges)
+    _good_vs_defects(axes, part, defects, "score")
     for ax in axes[: len(defects)]:
         ax.set_xlabel(axis, fontsize=8)
         ax.set_ylabel("fracción de imágenes", fontsize=8)
@@ -240,13 +225,11 @@ def defect_histograms(
     return fig
 
 
-def loss_histograms(
-    scores: pd.DataFrame, runs: pd.DataFrame, category: str, column: str = "loss"
-) -> Figure:
+def loss_histograms(scores: pd.DataFrame, runs: pd.DataFrame, category: str) -> Figure:
     """One class, a row per run (`runs`: one architecture's losses), a column per defect type:
     the run's good images (grey) against that defect (red) on bins shared by the row (each loss
-    has its own scale), titled with the AUROC of `column` (`loss`: each run's per-image error in
-    its own loss)."""
+    has its own scale), titled with the AUROC of `loss` (each run's per-image error in its own
+    loss)."""
     part = scores[scores["category"] == category]
     defects = sorted(set(part["defect"]) - {"good"})
     size = (max(4.8, 2.7 * len(defects) + 0.9), 2.3 * len(runs) + 1.0)
@@ -254,12 +237,11 @@ def loss_histograms(
     axes = fig.subplots(len(runs), max(1, len(defects)), squeeze=False)
     pairs = runs[["run_id", "loss"]].itertuples(index=False)
     for row, (run_id, loss) in zip(axes, pairs, strict=True):
-        mine = part[part["run_id"] == run_id].dropna(subset=[column])
-        edges = np.histogram_bin_edges(mine[column].to_numpy(), bins=15)
-        _good_vs_defects(row, mine, defects, column, edges)
+        mine = part[part["run_id"] == run_id].dropna(subset=["loss"])
+        _good_vs_defects(row, mine, defects, "loss")
         row[0].set_ylabel(f"{loss_name(loss)}\nfracción de imágenes", fontsize=9)
     for ax in axes[-1]:
-        ax.set_xlabel(AXIS_NAMES.get(column, column), fontsize=8)
+        ax.set_xlabel("error de reconstrucción (pérdida)", fontsize=8)
     model = ", ".join(sorted(runs["model"].astype(str).unique()))
     fig.suptitle(
         f"Arquitectura {model}, clase {category}: error de reconstrucción de cada modelo en su "
@@ -268,20 +250,15 @@ def loss_histograms(
     return fig
 
 
-def tsne_scatter(table: pd.DataFrame, title: str, by: str = "category", ax=None) -> Figure:
-    """A `tsne_table` (x, y, category, label) as a scatter, one colour per class (`by="category"`)
-    or good vs defective (`by="label"`); drawn on `ax` when given."""
-    if ax is None:
-        ax = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained").subplots()
-    style = {0: ("buenas", GOOD_GREY[1]), 1: ("defectuosas", "tab:red")} if by == "label" else {}
-    for i, (value, part) in enumerate(table.groupby(by, sort=True)):
-        name, colour = style.get(value, (value, f"C{i}"))
-        ax.scatter(
-            part["x"], part["y"], s=12, alpha=0.7, color=colour, label=f"{name} ({len(part)})"
-        )
+def tsne_scatter(table: pd.DataFrame, title: str) -> Figure:
+    """A `tsne_table` (x, y, category) as a scatter, one colour per class."""
+    fig = Figure(figsize=(6.2, 5), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    for cat, part in table.groupby("category", sort=True):
+        ax.scatter(part["x"], part["y"], s=12, alpha=0.7, label=f"{cat} ({len(part)})")
     ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", title=title)
-    ax.legend(title="clase" if by == "category" else "imágenes", fontsize=8)
-    return ax.figure
+    ax.legend(title="clase", fontsize=8)
+    return fig
 
 
 def reconstruction_comparison(
@@ -296,50 +273,47 @@ def reconstruction_comparison(
     (with `masks`) the ground-truth mask. images uint8 [N,H,W,3]; masks [N,H,W]; models: name ->
     (recons uint8 [N,H,W,3], maps [N,H,W]); every map on one inferno scale 0..vmax (one colour
     bar), so that the models compare."""
-    n, cols = len(images), 1 + 2 * len(models) + (masks is not None)
-    fig = Figure(figsize=(1.25 * cols + 0.4, 1.3 * n + 1.4), dpi=DPI, layout="constrained")
-    axes = fig.subplots(n, cols, squeeze=False)
-    headers = [
-        f"{what}\n{name}" for name in models for what in ("reconstrucción", "mapa de anomalía")
-    ]
-    headers = ["original", *headers, *(["máscara"] if masks is not None else [])]
-    for ax, header in zip(axes[0], headers, strict=True):
-        ax.set_title(header, fontsize=8)
-    for i in range(n):
-        axes[i, 0].imshow(images[i])
-        axes[i, 0].set_ylabel(row_titles[i], fontsize=7, rotation=0, ha="right", va="center")
-        if masks is not None:
-            axes[i, -1].imshow(masks[i], cmap="gray", vmin=0, vmax=1)
-    for j, (recons, maps) in enumerate(models.values()):
-        for i in range(n):
-            axes[i, 1 + 2 * j].imshow(recons[i])
-            shown = axes[i, 2 + 2 * j].imshow(maps[i], cmap="inferno", vmin=0.0, vmax=vmax)
-    for ax in axes.ravel():
-        ax.set(xticks=[], yticks=[])
+    heat = {"cmap": "inferno", "vmin": 0.0, "vmax": vmax}
+    columns = [("original", images, {})]  # (header, arrays, imshow style)
+    for name, (recons, maps) in models.items():
+        columns.append((f"reconstrucción\n{name}", recons, {}))
+        columns.append((f"mapa de anomalía\n{name}", maps, heat))
+    if masks is not None:
+        columns.append(("máscara", masks, {"cmap": "gray", "vmin": 0, "vmax": 1}))
+    n = len(images)
+    fig = Figure(figsize=(1.25 * len(columns) + 0.4, 1.3 * n + 1.4), dpi=DPI, layout="constrained")
+    axes = fig.subplots(n, len(columns), squeeze=False)
+    for column, (header, arrays, style) in zip(axes.T, columns, strict=True):
+        column[0].set_title(header, fontsize=8)
+        for ax, array in zip(column, arrays, strict=True):
+            ax.imshow(array, **style)
+            ax.set(xticks=[], yticks=[])
+    for ax, row_title in zip(axes[:, 0], row_titles, strict=True):
+        ax.set_ylabel(row_title, fontsize=7, rotation=0, ha="right", va="center")
     if models:
         map_axes = axes[:, 2 : 1 + 2 * len(models) : 2].ravel().tolist()
-        bar = fig.colorbar(shown, ax=map_axes, location="bottom", shrink=0.5, aspect=40)
+        bar = fig.colorbar(
+            axes[0, 2].images[0], ax=map_axes, location="bottom", shrink=0.5, aspect=40
+        )
         bar.set_label(f"mapa de anomalía, una escala para todos: 0 a {vmax:.2g}", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
 
 
-def image_montage(
-    rows: list[list[tuple[str, np.ndarray] | None]], title: str, width: float = 16.0
-) -> Figure:
+def image_montage(rows: list[list[tuple[str, np.ndarray] | None]], title: str) -> Figure:
     """Titled images (uint8 [H,W,3]; e.g. media read back from a run, titled with their W&B key)
-    in rows; a row's images share one height and fill `width` inches; None leaves a cell empty
-    (the row's other cells keep their place)."""
+    in rows; a row's images share one height and fill the figure's 16 inches; None leaves a cell
+    empty (as wide as the row's images on average, so the other cells keep their place)."""
     aspects = []
     for row in rows:
-        shapes = [cell[1].shape for cell in row if cell is not None] or [(1, 1)]
-        blank = float(np.mean([w / h for h, w, *_ in shapes]))
+        known = [cell[1].shape[1] / cell[1].shape[0] for cell in row if cell is not None]
+        blank = float(np.mean(known or [1.0]))
         aspects.append([blank if c is None else c[1].shape[1] / c[1].shape[0] for c in row])
-    heights = [width / sum(a) + 0.35 for a in aspects]  # + the tile titles
-    fig = Figure(figsize=(width, sum(heights) + 0.5), dpi=DPI, layout="constrained")
+    heights = [16.0 / sum(a) + 0.35 for a in aspects]  # + the tile titles
+    fig = Figure(figsize=(16.0, sum(heights) + 0.5), dpi=DPI, layout="constrained")
     subfigs = fig.subfigures(len(rows), 1, height_ratios=heights, squeeze=False).ravel()
     for sub, row, aspect in zip(subfigs, rows, aspects, strict=True):
-        axes = np.atleast_1d(sub.subplots(1, len(row), width_ratios=aspect))
+        axes = sub.subplots(1, len(row), width_ratios=aspect, squeeze=False)[0]
         for ax, cell in zip(axes, row, strict=True):
             ax.set_axis_off()
             if cell is not None:
@@ -377,8 +351,8 @@ def figure_array(fig: Figure) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def wandb_image(fig: Figure, caption: str | None = None):
+def wandb_image(fig: Figure):
     """The figure as a `wandb.Image` (rendered here, so W&B needs no matplotlib hook)."""
     import wandb
 
-    return wandb.Image(figure_array(fig), caption=caption)
+    return wandb.Image(figure_array(fig))

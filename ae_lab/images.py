@@ -3,7 +3,6 @@
 import numpy as np
 import torch
 from matplotlib import colormaps
-from matplotlib.colors import Normalize
 from torch import Tensor
 
 # Perceptually ordered (dark = normal, bright = anomalous) and readable in grayscale print.
@@ -12,9 +11,7 @@ INFERNO = colormaps["inferno"]
 
 def to_uint8(images: Tensor) -> np.ndarray:
     """[N,C,H,W] floats in [0,1], C in {1,3} -> [N,H,W,3] uint8."""
-    x = images.detach().float().cpu().clamp(0.0, 1.0)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
+    x = images.detach().float().cpu().clamp(0.0, 1.0).expand(-1, 3, -1, -1)  # gray -> RGB
     return (x * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -60,7 +57,7 @@ def anomaly_strip(
     image, recon: [3,H,W] in [0,1]; amap: [1,H,W] (any scale, shown on [0, vmax] so all strips
     share one colour scale); mask: [1,H,W] in {0,1}. Returns uint8 [H+2*pad, 4*W+5*pad, 3].
     """
-    norm = Normalize(0.0, max(float(vmax), 1e-12), clip=True)
-    heat = INFERNO(norm(amap.detach().float().cpu().numpy()[0]), bytes=True)[..., :3]
+    heat = (amap.detach().float().cpu()[0] / max(float(vmax), 1e-12)).clamp(0.0, 1.0)
+    heat = INFERNO(heat.numpy(), bytes=True)[..., :3]
     image, recon, mask = to_uint8(torch.stack([image, recon, mask.float().expand_as(image)]))
     return image_grid(np.stack([image, recon, heat, mask]), ncol=4, pad=pad)

@@ -43,14 +43,4 @@ def image_auroc_key(category: str | None = None, defect: str | None = None) -> s
 
 
 # Columns of the per-image score table (`test/scores`), shared with the analysis.
-SCORE_COLUMNS = (
-    "path",
-    "category",
-    "defect",
-    "label",
-    "score",
-    "l1",
-    "l2",
-    "ssim",
-    "has_mask",
-)
+SCORE_COLUMNS = ("path", "category", "defect", "label", "score", "l1", "l2", "ssim", "has_mask")

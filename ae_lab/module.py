@@ -194,18 +194,14 @@ class AutoencoderModule(L.LightningModule):
             for cb in self.trainer.checkpoint_callbacks
         ]
         last = next((path for path in saved if path and Path(path).is_file()), None)
-        if last:
-            saved = (
-                f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights "
-                "are finite."
-            )
-        else:
-            saved = "No checkpoint was saved: the run diverged before the end of its first epoch."
-        return NonFiniteLossError(
-            f"Training stopped at epoch {self.current_epoch}, step {self.global_step}: {problem}. "
-            f"{saved}",
-            last,
+        saved = (
+            f"No checkpoint with NaN/inf was saved: {last} is the last one and its weights "
+            "are finite."
+            if last
+            else "No checkpoint was saved: the run diverged before the end of its first epoch."
         )
+        where = f"epoch {self.current_epoch}, step {self.global_step}"
+        return NonFiniteLossError(f"Training stopped at {where}: {problem}. {saved}", last)
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Predictions:

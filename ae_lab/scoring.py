@@ -44,16 +44,6 @@ class Scoring:
                 Scoring, "illumination_invariant", "illumination_invariant must be true or false"
             )
 
-    def check_image_size(self, size: int) -> None:
-        """The SSIM window must fit inside an image of `size` pixels (reflect padding)."""
-        if self.window_size // 2 >= size:  # the raw `ssim` error of every image uses it too
-            raise SettingError(
-                Scoring,
-                "window_size",
-                f"window_size={self.window_size} does not fit a {size}-pixel image: use an odd "
-                f"window_size below {2 * size}",
-            )
-
 
 def match_illumination(x: Tensor, recon: Tensor, eps: float = 1e-6) -> Tensor:
     """Map the input x [B,C,H,W] onto recon's brightness and contrast, per image and channel.

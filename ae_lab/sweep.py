@@ -161,20 +161,27 @@ def main(argv: list[str] | None = None) -> int:
         group = args.group or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         out_dir = args.out_dir or Path(os.environ.get("AE_LAB_OUTPUTS", "outputs")) / "sweeps"
         sweep_dir = (REPO / out_dir / re.sub(r"[^\w.=+-]+", "_", group)).resolve()
-        taken = _taken(sweep_dir, group, given=args.group is not None)
-        if sweep_dir.exists():  # the summary reads the run folders: each sweep has its own
-            raise taken
         cmd = multirun_argv(sweep, args.overrides, sweep_dir, group, args.jobs)
+        if sweep_dir.exists():  # the summary reads the run folders: each sweep has its own
+            raise FileExistsError(sweep_dir)
+        if not args.dry_run:  # claimed now, not when Hydra creates it seconds later
+            sweep_dir.mkdir(parents=True)
     except AeLabError as err:
         parser.exit(2, f"\n[ae-lab] error: {err}\n")
+    except FileExistsError:  # a second sweep with this folder is refused
+        why = "another sweep with this --group is running or has run there"
+        if args.group is None:
+            why = "a sweep of the same name started in the same second"
+        parser.exit(
+            2,
+            f"\n[ae-lab] error: The sweep folder {sweep_dir} of group `{group}` exists already "
+            f"({why}); the summary reads the run folders there, so each sweep needs its own. "
+            "Give this sweep another --group (or another --out-dir).\n",
+        )
     n_runs = math.prod(map(len, sweep["parameters"].values()))
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    try:  # claimed now, not when Hydra creates it seconds later: a second sweep is refused
-        sweep_dir.mkdir(parents=True)
-    except FileExistsError:
-        parser.exit(2, f"\n[ae-lab] error: {taken}\n")
     print(f"[sweep] {n_runs} runs, {args.jobs} at a time, group {group}: {sweep_dir}", flush=True)
     env = os.environ | {"PYTHONUNBUFFERED": "1"}  # live output through a pipe (the notebook)
     code, stopped_by = run_grid(cmd, env)
@@ -186,16 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     # status "interrupted" for a stopped run (none when it was stopped outside Lightning).
     started = [p for p in sweep_dir.iterdir() if re.match(r"\d+-", p.name) and p.is_dir()]
     status = [_status(p / "result.json") for p in started]
-    ended = sum(s not in (None, "interrupted") for s in status)
-    ended_failed = ended - status.count("ok")
-    interrupted = len(started) - ended
+    interrupted = sum(s in (None, "interrupted") for s in status)
+    ended_failed = len(started) - interrupted - status.count("ok")
     print(
-        f"\n{table}\n\n[sweep] grid stopped by {signal.Signals(stopped_by).name}: {ended} of "
-        f"{n_runs} runs ended" + (f" ({ended_failed} failed)" if ended_failed else "") + ", "
-        f"{interrupted} interrupted"
+        f"\n{table}\n\n[sweep] grid stopped by {signal.Signals(stopped_by).name}: "
+        f"{len(started) - interrupted} of {n_runs} runs ended"
+        + (f" ({ended_failed} failed)" if ended_failed else "")
+        + f", {interrupted} interrupted"
         + (" (each printed its command to go on)" if interrupted else "")
-        + ", "
-        f"{n_runs - len(started)} did not run.",
+        + f", {n_runs - len(started)} did not run.",
         flush=True,
     )
     return 128 + stopped_by  # the shell's code for death by that signal: 130, 143, 129
@@ -206,17 +212,6 @@ def _status(result_file: Path) -> str | None:
         return json.loads(result_file.read_text()).get("status")
     except (OSError, ValueError):  # not written (or cut short by SIGKILL)
         return None
-
-
-def _taken(sweep_dir: Path, group: str, given: bool) -> AeLabError:
-    why = "another sweep with this --group is running or has run there"
-    if not given:
-        why = "a sweep of the same name started in the same second"
-    return AeLabError(
-        f"The sweep folder {sweep_dir} of group `{group}` exists already ({why}); the summary "
-        "reads the run folders there, so each sweep needs its own. Give this sweep another "
-        "--group (or another --out-dir)."
-    )
 
 
 def run_grid(
@@ -248,10 +243,7 @@ def run_grid(
             _signal_group(proc.pid, signal.SIGINT)
         deadline = None
         while True:
-            try:
-                code = proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                code = None
+            code = proc.poll()
             if received and deadline is None:
                 deadline = time.monotonic() + grace
                 name = signal.Signals(received[0]).name
@@ -266,6 +258,7 @@ def run_grid(
                 print(f"[sweep] the runs did not stop in {grace:g} s: killed.", file=sys.stderr)
                 code = proc.wait()
                 break
+            time.sleep(0.2)
         return code, (received[0] if received else None)
     except BaseException:  # our own crash must not leave the grid running unattended
         if group:

@@ -4,7 +4,6 @@ result file, summary) is `ae_lab.cli`; the checks before anything starts are `ae
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -63,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = best_checkpoint(callbacks)
         stage, tested = "test", (best or "last") if cfg.train else cfg.ckpt_path
         if cfg.test:
-            tester = test_trainer(cfg, trainer, logger, callbacks, out_dir)
+            tester = test_trainer(cfg, trainer, list(callbacks.values()))
             if tester is not None:
                 (metrics,) = tester.test(
                     module, datamodule=datamodule, ckpt_path=tested, weights_only=True
@@ -182,31 +179,14 @@ def build_trainer(
     settings: DictConfig, logger: Logger | None, callbacks: list[Callback], out_dir: Path, **kw
 ) -> L.Trainer:
     """The Lightning Trainer of `settings` (`cfg.trainer`); `kw` overrides them."""
-    try:
-        return hydra.utils.instantiate(
-            settings,
-            logger=logger if logger is not None else False,
-            callbacks=callbacks,
-            default_root_dir=str(out_dir),
-            plugins=[AtomicCheckpointIO()],
-            **kw,
-        )
-    except InstantiationException as exc:
-        cause = exc.__cause__
-        if not isinstance(cause, MisconfigurationException | TypeError | ValueError):
-            raise
-        named = [k for k in settings if k != "_target_" and re.search(rf"\b{k}\b", str(cause))]
-        shown = ", ".join(f"trainer.{k}={settings.get(k)!r}" for k in named) or "trainer.*"
-        gpu = ""
-        if str(settings.get("accelerator")) in ("gpu", "cuda") or "CUDA" in str(cause):
-            gpu = (
-                f" A GPU trainer (trainer=gpu) needs a GPU that PyTorch sees (here: "
-                f"{torch.cuda.device_count()}); on the CPU use `trainer=default`."
-            )
-        raise AeLabError(
-            f"Lightning rejects the trainer settings ({shown}): {cause}. Fix the value on the "
-            f"command line or in conf/trainer/.{gpu}"
-        ) from exc
+    return hydra.utils.instantiate(
+        settings,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        default_root_dir=str(out_dir),
+        plugins=[AtomicCheckpointIO()],
+        **kw,
+    )
 
 
 def check_trained(trainer: L.Trainer) -> None:
@@ -222,11 +202,7 @@ def check_trained(trainer: L.Trainer) -> None:
 
 
 def test_trainer(
-    cfg: DictConfig,
-    trainer: L.Trainer,
-    logger: Logger | None,
-    callbacks: dict[str, Callback],
-    out_dir: Path,
+    cfg: DictConfig, trainer: L.Trainer, callbacks: list[Callback]
 ) -> L.Trainer | None:
     """The trainer that tests: `trainer` itself, or under DDP a one-device trainer on rank 0 (None
     on the other ranks), as Lightning recommends: each test image is scored once, so the metrics
@@ -240,7 +216,8 @@ def test_trainer(
     if not trainer.is_global_zero:
         return None
     one = {"devices": 1, "num_nodes": 1, "strategy": "auto", "sync_batchnorm": False}
-    return build_trainer(cfg.trainer, logger, list(callbacks.values()), out_dir, **one)
+    out_dir = Path(trainer.default_root_dir)
+    return build_trainer(cfg.trainer, trainer.logger, callbacks, out_dir, **one)
 
 
 def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:

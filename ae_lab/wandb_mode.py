@@ -1,5 +1,6 @@
 """Online or offline, never a login prompt: the W&B mode a run or the analysis uses."""
 
+import contextlib
 import netrc
 import os
 import socket
@@ -18,14 +19,11 @@ def ensure_wandb_mode() -> str:
         return mode
     url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
     host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
-    try:  # an API key in the environment or in the netrc file that `wandb login` writes
-        netrc_file = netrc.netrc(os.environ.get("NETRC"))
-        has_key = bool(os.environ.get("WANDB_API_KEY") or netrc_file.authenticators(host))
-    except (OSError, netrc.NetrcParseError):
-        has_key = bool(os.environ.get("WANDB_API_KEY"))
-    if not has_key:
-        why = "no W&B credentials found"
-    else:
+    has_key = bool(os.environ.get("WANDB_API_KEY"))
+    with contextlib.suppress(OSError, netrc.NetrcParseError):  # the file `wandb login` writes
+        has_key = has_key or bool(netrc.netrc(os.environ.get("NETRC")).authenticators(host))
+    why = "no W&B credentials found"
+    if has_key:
         try:
             socket.create_connection((host, port), timeout=3).close()
             return "online"

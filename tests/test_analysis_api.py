@@ -18,23 +18,6 @@ from tests import fake_runs
 TABLE_PATH = "media/table/test/scores_7_0123abcd.table.json"
 
 
-class FakeSummary:
-    """Like W&B's HTTPSummary: `keys`, `items`, `[]`, nested values not plain dicts, no `__iter__`."""
-
-    def __init__(self, tree: dict):
-        self._tree = tree
-
-    def keys(self):
-        return self._tree.keys()
-
-    def __getitem__(self, key):
-        value = self._tree[key]
-        return FakeSummary(value) if isinstance(value, dict) else value
-
-    def items(self):
-        return ((k, self[k]) for k in self.keys())
-
-
 class FakeFile:
     def __init__(self, name: str, content: dict):
         self.name, self._content = name, content
@@ -59,7 +42,7 @@ class FakeRun:
             self._files = {
                 TABLE_PATH: {"columns": cols, "data": [list(r.values()) for r in logged["scores"]]}
             }
-        self.summary = FakeSummary(tree)
+        self.summary_metrics = tree
         self.scans = 0
         # As stored by W&B: val and train rows apart, each with its own _step.
         self._rows = []
@@ -154,7 +137,7 @@ def test_load_runs_uses_the_api_only_online_with_credentials(grid, monkeypatch, 
 def test_wandb_report_needs_online_and_builds_its_blocks(grid, monkeypatch):
     data = load_runs(fake_runs.PROJECT, group=fake_runs.GROUP, api=FakeApi(grid[1]))
     frame = pd.DataFrame()
-    analysis = Analysis(frame, frame, frame, ["a sentence"], [], [], frame, {})
+    analysis = Analysis(frame, frame, frame, ["a sentence"], [], frame, {})
     data.offline_root = Path(".")  # offline data: the report is skipped with a reason
     assert "needs W&B online" in create_wandb_report(analysis, data, "me")
     wr = pytest.importorskip("wandb_workspaces.reports.v2")

@@ -37,6 +37,22 @@ def test_evaluating_needs_an_existing_checkpoint_file(tmp_path):
     check_settings(compose_config(["train=false", f"ckpt_path={tmp_path / 'last.ckpt'}"]))
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        "trainer.devices=1000000000",  # a process per device: it once took the machine down
+        "trainer.check_val_every_n_epoch=0",  # Lightning: ZeroDivisionError mid-fit
+        "trainer.log_every_n_steps=abc",  # Lightning: TypeError mid-fit
+        "trainer.limit_train_batches=abc",
+        "callbacks.last_checkpoint.save_top_k=abc",  # Hydra: InstantiationException
+    ],
+)
+def test_lightning_settings_it_would_fail_on_late_are_refused_naming_the_key(override):
+    key = override.split("=")[0]
+    with pytest.raises(AeLabError, match=rf"^{key}="):
+        check_settings(compose_config([override]))
+
+
 @pytest.mark.parametrize("limit", ["0.5", "0", "3"])
 def test_scoring_part_of_the_test_set_is_refused(limit):
     with pytest.raises(AeLabError, match=rf"trainer\.limit_test_batches={limit} .*test=false"):

@@ -51,12 +51,6 @@ def test_a_mistyped_key_is_reported_by_hydra():
         compose_config(["scoring.treshold=0.5"])
 
 
-def test_window_must_fit_the_image():
-    Scoring(window_size=11).check_image_size(6)  # reflect padding: 5 pixels each side fit
-    with pytest.raises(SettingError, match=r"window_size=11 does not fit a 5-pixel image"):
-        Scoring(window_size=11).check_image_size(5)
-
-
 def test_default_yaml_is_the_default_scoring():
     assert hydra.utils.instantiate(OmegaConf.load(CONF_DIR / "scoring/default.yaml")) == Scoring()
     assert hydra.utils.instantiate(compose_config().scoring) == Scoring()

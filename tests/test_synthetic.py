@@ -82,7 +82,7 @@ def test_screw_is_single_channel_and_colour_categories_are_rgb(root: Path) -> No
 def test_nuisances_are_listed_and_real(root: Path) -> None:
     record = read_marker(root)
     every = {"illumination", "pose", "jpeg", "grayscale", "rgba", "odd_size"}
-    assert set(record["nuisance_kinds"]) == every
+    assert set(record["nuisance_rates"]) == every
     for cat in CATS:
         listed = record["categories"][cat]["nuisances"]
         kinds = {k for ks in listed.values() for k in ks}

@@ -5,6 +5,7 @@ diverged weights."""
 
 import errno
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import hydra
 import lightning as L
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.callbacks import WandbMediaCallback
+from ae_lab.cli import describe
 from ae_lab.errors import AeLabError
 from ae_lab.models import VariationalAutoencoder
 from ae_lab.module import AutoencoderModule, NonFiniteLossError, non_finite_tensors
@@ -205,8 +208,15 @@ def test_no_logger_for_logger_none_and_the_fix_without_wandb(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_gpu_trainer_without_gpu_suggests_the_default_trainer(tmp_path):
     cfg = compose_config(["trainer=gpu", "logger=none"])
-    with pytest.raises(AeLabError, match=r"trainer=gpu.*GPU.*trainer=default"):
+    with pytest.raises(InstantiationException) as err:  # the command line names the fix
         build_trainer(cfg.trainer, None, [], tmp_path)
+    assert re.search(r"trainer=gpu.*GPU.*trainer=default", describe(err.value, cfg))
+    cfg = compose_config(["+trainer.foo=1", "logger=none"])
+    with pytest.raises(InstantiationException) as err:
+        build_trainer(cfg.trainer, None, [], tmp_path)
+    assert "rejects a setting (trainer.foo=1): Trainer.__init__() got an unexpected" in describe(
+        err.value, cfg
+    )
 
 
 def test_compile_keeps_state_dict_keys_and_compiles_every_path():

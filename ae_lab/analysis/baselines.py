@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from ae_lab.data.table import load_image
 from ae_lab.errors import AeLabError
-from ae_lab.metrics import auroc
+from ae_lab.metrics import ALL, defect_aurocs
 
 STATISTICS = ("mean_grey", "grey_std", "noise", "focus", "position")
 NOISE_SIGMA = 2.0  # px: the blur whose residual is the image's fine-grained noise
@@ -44,22 +44,22 @@ def baseline_aurocs(scores: pd.DataFrame, image_size: int) -> tuple[pd.DataFrame
     trained on another machine)."""
     images = scores.drop_duplicates("path")
     rows, missing = [], []
-    for path, category, label in images[["path", "category", "label"]].itertuples(index=False):
+    columns = ["path", "category", "defect", "label"]
+    for path, *row in images[columns].itertuples(index=False):
         try:
-            rows.append((category, label, *image_statistics(load_image(path, image_size)).values()))
+            rows.append((*row, *image_statistics(load_image(path, image_size)).values()))
         except AeLabError:
             missing.append(path)
-    stats = pd.DataFrame(rows, columns=["category", "label", *STATISTICS])
-    table = []
-    for category, part in stats.groupby("category", sort=True):
-        labels = part["label"].to_numpy(int)
-        aurocs = {name: auroc(labels, part[name].to_numpy()) for name in STATISTICS}
-        table.append({"category": category, "n_good": int((labels == 0).sum())})
-        table[-1] |= {"n_defect": int(labels.sum()), **aurocs}
+    stats = pd.DataFrame(rows, columns=[*columns[1:], *STATISTICS])
+    aurocs = {stat: defect_aurocs(stats, stat) for stat in STATISTICS}  # same rows for each
+    table = aurocs[STATISTICS[0]][["category", "defect", "n_good", "n_defect"]]
+    table = table.assign(**{stat: part["auroc"].to_numpy() for stat, part in aurocs.items()})
+    # Per class, its good images against all its defective ones.
+    table = table[table["defect"] == ALL].drop(columns="defect")
     problems = []
     if missing:
         problems.append(
             f"baselines: {len(missing)} of {len(images)} test images cannot be read here (e.g. "
             f"{missing[0]}) and are left out of analysis/baselines"
         )
-    return pd.DataFrame(table, columns=["category", "n_good", "n_defect", *STATISTICS]), problems
+    return table.reset_index(drop=True), problems

@@ -8,7 +8,6 @@ one `--out` each leave a whole report, and a re-run leaves no stale figures.
 import html
 import os
 import re
-import shutil
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -47,8 +46,7 @@ class Analysis:
     auroc_table: pd.DataFrame
     score_gaps: pd.DataFrame
     ranking: list[str]
-    mismatches: list[str]  # AUROCs recomputed from the scores that differ from the summaries
-    warnings: list[str]  # the mismatches and other caveats, for the log and the page
+    warnings: list[str]  # for the log and the page: AUROC mismatches, mixed classes, left outs
     best_runs: pd.DataFrame  # the best run of each architecture (rows of `runs`)
     figures: dict[str, PlotlyFigure | Figure]  # Plotly (interactive) or matplotlib (static)
     # Paired bootstrap of the AUROC difference of two runs (tables.auroc_differences).
@@ -78,23 +76,21 @@ def analyse(data: RunData, n_boot: int = 1000) -> Analysis:
     """All tables, sentences and figures of the report: from the three frames, and from what the
     runs left on disk (their logged media, best checkpoints and test images), each left out with
     a warning where this machine cannot read it."""
-    runs, scores = data.runs, data.scores
+    runs, scores, history = data.runs, data.scores, data.history
     auroc = tables.auroc_table(runs, scores)
     gaps = tables.score_gaps(runs, scores)
     ranked = runs.sort_values(keys.TEST_IMAGE_AUROC, ascending=False)
     best = ranked.groupby("model").head(1).sort_values("model")  # per architecture
     title = "Best run per architecture: image score, good vs defect types"
-    histograms = figures.histogram_grid(best, scores, title)
-    figs = {"analysis/histograms/best_per_architecture": histograms}
-    for model in sorted(runs["model"].unique()):
-        figs[f"analysis/loss_curves_image/{model}"] = figures.loss_curves(runs, data.history, model)
-    figs["analysis/auroc_heatmap_image"] = figures.auroc_heatmap(auroc)
-    figs["analysis/loss_curves_image/comparacion"] = figures.loss_curves_comparison(
-        runs, data.history
-    )
+    figs = {
+        "analysis/histograms/best_per_architecture": figures.histogram_grid(best, scores, title),
+        "analysis/auroc_heatmap_image": figures.auroc_heatmap(auroc),
+        "analysis/loss_curves_image/comparacion": figures.loss_curves_comparison(runs, history),
+    }
     notes: list[str] = []  # what could not be read back, for the warnings
     own_loss = scores.dropna(subset=["loss"]) if "loss" in scores else scores.iloc[:0]
     for model, sub in runs.groupby("model", sort=True):
+        figs[f"analysis/loss_curves_image/{model}"] = figures.loss_curves(runs, history, model)
         mine = own_loss[own_loss["run_id"].isin(sub["run_id"])]  # the runs that logged it
         logged = sub[sub["run_id"].isin(mine["run_id"])].sort_values("loss")
         for cat in sorted(mine["category"].unique()):
@@ -105,17 +101,15 @@ def analyse(data: RunData, n_boot: int = 1000) -> Analysis:
     figs |= run_panels(data, ranked.iloc[0], notes)
     sizes = runs["image_size"].dropna()
     baselines, problems = baseline_aurocs(scores, int(sizes.mode()[0]) if len(sizes) else 128)
-    mismatches = tables.auroc_mismatches(runs, auroc)
     return Analysis(
-        run_table=tables.run_table(runs, data.history),
+        run_table=tables.run_table(runs, history),
         auroc_table=auroc,
         score_gaps=gaps,
         differences=tables.auroc_differences(runs, scores, n_boot),
         baselines=baselines,
         ranking=tables.ranking(runs, auroc, gaps),
-        mismatches=mismatches,
         warnings=[
-            *(f"AUROC check: {m}" for m in mismatches),
+            *(f"AUROC check: {m}" for m in tables.auroc_mismatches(runs, auroc)),
             *tables.class_warning(runs),
             *notes,
             *problems,
@@ -126,14 +120,6 @@ def analyse(data: RunData, n_boot: int = 1000) -> Analysis:
 
 
 # ---- figures of what the runs left on disk: logged media, checkpoints ---------------------------
-def logged_images(data: RunData, run_id: str, key: str) -> list[np.ndarray]:
-    """The images (uint8 [H,W,3]) the run logged last at `key`, read back from its W&B run (its
-    offline folder, or the API); AeLabError, OSError or the API's error where they cannot be."""
-    where = {"wandb_dir": data.offline_root} if data.offline_root else {"project": data.project}
-    files = media_files(run_id, key, **where)
-    return [np.asarray(Image.open(path).convert("RGB")) for path, _ in files]
-
-
 def _left_out(notes: list[str], key: str, failed: dict[str, str]) -> None:
     """One warning per figure: what it leaves out, and why for the first of them."""
     if failed:
@@ -141,27 +127,42 @@ def _left_out(notes: list[str], key: str, failed: dict[str, str]) -> None:
         notes.append(f"{key} leaves out {', '.join(failed)} (e.g. {name}: {why})")
 
 
+def logged_images(
+    data: RunData, wanted: dict[str, tuple[str, str]], notes: list[str], figure: str
+) -> dict[str, list[np.ndarray]]:
+    """name -> the images (uint8 [H,W,3]) its (run_id, key) logged last, read back from the W&B
+    run (its offline folder, or the API); those that cannot be read are noted as left out of
+    `figure`."""
+    where = {"wandb_dir": data.offline_root} if data.offline_root else {"project": data.project}
+    media, failed = {}, {}
+    for name, (run_id, key) in wanted.items():
+        try:
+            files = media_files(run_id, key, **where)
+            media[name] = [np.asarray(Image.open(path).convert("RGB")) for path, _ in files]
+        except Exception as err:  # no such medium, no run folder, no server: left out
+            failed[name] = str(err)
+    _left_out(notes, figure, failed)
+    return media
+
+
 def val_reconstructions(data: RunData, notes: list[str]) -> dict[str, Figure]:
     """`analysis/val_reconstructions`: every run's last `val/reconstructions`, read back, one
     tile per run titled with its model and loss: a row per architecture, a column per loss."""
-    cells, failed = {}, {}  # model -> loss -> tiles
-    for run in data.runs.itertuples():
-        try:
-            image = logged_images(data, run.run_id, keys.VAL_RECONSTRUCTIONS)[-1]
-        except Exception as err:  # no such medium, no run folder, no server: left out
-            failed[run.label] = str(err)
-            continue
-        tile = (f"{run.model} · {figures.loss_name(run.loss)}", image)
+    key, runs = "analysis/val_reconstructions", data.runs
+    wanted = {run.label: (run.run_id, keys.VAL_RECONSTRUCTIONS) for run in runs.itertuples()}
+    media = logged_images(data, wanted, notes, key)
+    cells = {}  # model -> loss -> tiles
+    for run in runs[runs["label"].isin(media)].itertuples():
+        tile = (f"{run.model} · {figures.loss_name(run.loss)}", media[run.label][-1])
         cells.setdefault(run.model, {}).setdefault(str(run.loss), []).append(tile)
-    _left_out(notes, "analysis/val_reconstructions", failed)
-    losses, rows = sorted(data.runs["loss"].astype(str).unique()), []
+    losses, rows = sorted(runs["loss"].astype(str).unique()), []
     for _, per_loss in sorted(cells.items()):  # a loss with more runs adds rows
         rows += map(list, zip_longest(*(per_loss.get(loss, []) for loss in losses)))
     title = (
         "Reconstrucciones de validación al final del entrenamiento (en cada bloque, las imágenes "
         "originales sobre sus reconstrucciones): una fila por arquitectura, una columna por pérdida"
     )
-    return {"analysis/val_reconstructions": figures.image_montage(rows, title)} if rows else {}
+    return {key: figures.image_montage(rows, title)} if rows else {}
 
 
 def reconstructions_by_loss(
@@ -170,12 +171,14 @@ def reconstructions_by_loss(
     """`analysis/test_reconstructions/<model>/{buenas,defectuosas}`: the same 8 good and 8
     defective test images (`tables.comparison_images`) reconstructed by each run of one
     architecture from its best checkpoint, the anomaly maps of both figures on one scale."""
-    key, shown, failed = f"analysis/test_reconstructions/{model}", {}, {}
-    here = runs[runs["checkpoint"].map(lambda p: isinstance(p, str) and Path(p).is_file())]
-    for run in runs[~runs["run_id"].isin(here["run_id"])].itertuples():
-        failed[run.label] = f"its {keys.CHECKPOINT_BEST} {run.checkpoint} is not on this machine"
-    chosen = tables.comparison_images(here, scores) if len(here) else None
-    for run in here.sort_values("loss").itertuples():
+    key, shown = f"analysis/test_reconstructions/{model}", {}
+    here = runs["checkpoint"].map(lambda p: isinstance(p, str) and Path(p).is_file())
+    failed = {
+        run.label: f"its {keys.CHECKPOINT_BEST} {run.checkpoint} is not on this machine"
+        for run in runs[~here].itertuples()
+    }
+    chosen = tables.comparison_images(runs[here], scores) if here.any() else None
+    for run in runs[here].sort_values("loss").itertuples():
         try:
             batch, out = checkpoint_predictions(run.checkpoint, list(chosen["path"]))
         except (AeLabError, KeyError, OSError, RuntimeError) as err:  # its data is not here
@@ -188,43 +191,31 @@ def reconstructions_by_loss(
     # One scale for the good and the defective images: a good image's map then looks dark.
     vmax = float(np.quantile(np.stack([maps for _, maps in shown.values()]), 0.999)) or 1.0
     images, masks = to_uint8(batch.image), batch.mask[:, 0].numpy()
-    names = [
-        f"{c}\n{'buena' if d == 'good' else d}" for c, d in chosen[["category", "defect"]].values
-    ]
+    names = (chosen["category"] + "\n" + chosen["defect"].replace("good", "buena")).to_numpy()
     figs = {}
-    for part, rows in (("buenas", chosen["label"] == 0), ("defectuosas", chosen["label"] == 1)):
-        rows = rows.to_numpy()
-        if rows.any():
-            models = {name: (recon[rows], maps[rows]) for name, (recon, maps) in shown.items()}
-            title = (
-                f"Arquitectura {model}: imágenes {part} de prueba reconstruidas por cada pérdida"
-            )
-            if part == "defectuosas":
-                title += " (de los tipos de defecto más difíciles de cada clase)"
-            figs[f"{key}/{part}"] = figures.reconstruction_comparison(
-                images[rows],
-                masks[rows] if part == "defectuosas" else None,
-                models,
-                list(np.array(names)[rows]),
-                vmax,
-                title,
-            )
+    for part, label in (("buenas", 0), ("defectuosas", 1)):
+        rows = (chosen["label"] == label).to_numpy()
+        if not rows.any():
+            continue
+        title = f"Arquitectura {model}: imágenes {part} de prueba reconstruidas por cada pérdida"
+        if label == 1:
+            title += " (de los tipos de defecto más difíciles de cada clase)"
+        models = {name: (recon[rows], maps[rows]) for name, (recon, maps) in shown.items()}
+        mask = masks[rows] if label == 1 else None
+        figs[f"{key}/{part}"] = figures.reconstruction_comparison(
+            images[rows], mask, models, list(names[rows]), vmax, title
+        )
     return figs
 
 
 def run_panels(data: RunData, run: pd.Series, notes: list[str]) -> dict[str, Figure]:
     """`analysis/run_panels`: what the run's W&B page holds, for a reader without a W&B server:
     its media read back by key (titled with it) and its loss curves from the history."""
-    cat = sorted(data.scores.loc[data.scores["run_id"] == run["run_id"], "category"])[0]
+    cat = data.scores.loc[data.scores["run_id"] == run["run_id"], "category"].min()
     histogram = f"{keys.TEST_SCORE_HISTOGRAM_IMAGES}/{cat}"
-    wanted = (keys.VAL_RECONSTRUCTIONS, keys.VAL_LATENT_TSNE_IMAGE, keys.TEST_RECONSTRUCTIONS)
-    media, failed = {}, {}
-    for key in (*wanted, histogram):
-        try:
-            media[key] = logged_images(data, run["run_id"], key)
-        except Exception as err:  # no such medium, no run folder, no server: left out
-            failed[key] = str(err)
-    _left_out(notes, f"analysis/run_panels ({run['label']})", failed)
+    logged_keys = (keys.VAL_RECONSTRUCTIONS, keys.VAL_LATENT_TSNE_IMAGE, keys.TEST_RECONSTRUCTIONS)
+    wanted = {key: (run["run_id"], key) for key in (*logged_keys, histogram)}
+    media = logged_images(data, wanted, notes, f"analysis/run_panels ({run['label']})")
     if not media:
         return {}
     strips = media.pop(keys.TEST_RECONSTRUCTIONS, [])
@@ -309,11 +300,7 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     def text(value):
         return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
-    out = frame.rename(columns=text)
-    for i in range(out.shape[1]):
-        if not pd.api.types.is_numeric_dtype(out.iloc[:, i]):
-            out.isetitem(i, out.iloc[:, i].map(text))
-    return out
+    return frame.rename(columns=text).map(text)
 
 
 def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
@@ -339,9 +326,10 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
     them, so the report works offline) and `index.html` into `out_dir`, replacing it whole."""
     out = Path(out_dir).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        (tmp / "figures").mkdir()
+    # Built next to `out` and swapped in whole; the old folder goes with the work folder.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as work:
+        tmp = Path(work) / "new"
+        (tmp / "figures").mkdir(parents=True)
         (tmp / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
         for name, frame in tables_of(analysis).items():
             csv_safe(frame).to_csv(tmp / f"{name}.csv", index=False)
@@ -360,11 +348,10 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
                 histograms.setdefault(label, {})[cat] = png
                 figures.defect_histograms(part, cat).savefig(tmp / png)
         intervals = tables.auroc_intervals(data.runs, data.scores)
-        intervals = intervals.sort_values("auroc", ascending=False).rename(columns=HEADERS)
         page = jinja2.Template(TEMPLATE.read_text(encoding="utf-8"), autoescape=True).render(
             data=data,
             warnings=[*data.skipped, *analysis.warnings],
-            intervals=_html_table(intervals),
+            intervals=_html_table(intervals.sort_values("auroc", ascending=False)),
             differences=_html_table(analysis.differences),
             baselines=_html_table(analysis.baselines),
             models=sorted(data.runs["model"].dropna().unique()),
@@ -374,13 +361,9 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
         )
         (tmp / "index.html").write_text(page, encoding="utf-8")
         with FileLock(out.parent / f".{out.name}.lock"):  # swap the finished folder in
-            old = out.parent / f"{tmp.name}-old"
             if out.exists():
-                out.rename(old)
+                out.rename(Path(work) / "old")
             tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out / "index.html"
 
 
@@ -397,15 +380,6 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
     import wandb
 
     mode = wandb_mode(data)
-    run = wandb.init(
-        project=data.project,
-        group=data.group,
-        job_type=ANALYSIS_JOB_TYPE,
-        name=f"analysis-{data.group or data.project}",
-        mode=mode,
-        dir=str(data.offline_root) if mode == "offline" and data.offline_root else None,
-        config={"source": data.source, "runs": list(data.runs["label"]), "skipped": data.skipped},
-    )
     payload = {
         key: figures.wandb_image(fig) if isinstance(fig, Figure) else wandb.Plotly(fig)
         for key, fig in analysis.figures.items()
@@ -414,15 +388,22 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
         payload[f"analysis/{name}"] = wandb.Table(dataframe=frame)
     ranking = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in analysis.ranking)
     payload["analysis/ranking"] = wandb.Html(ranking + "</ul>", inject=False, data_is_not_path=True)
-    run.log(payload)
-    run.summary["analysis/n_runs"] = len(data.runs)
-    artifact = wandb.Artifact(f"analysis-report-{data.project}", type="analysis-report")
-    artifact.add_dir(str(report_dir))
-    run.log_artifact(artifact)
-    run_dir = Path(run.dir).parent if mode != "disabled" else None
-    logged = LoggedRun(mode, run_dir, run.url if mode == "online" else None, run.id)
-    run.finish()
-    return logged
+    with wandb.init(
+        project=data.project,
+        group=data.group,
+        job_type=ANALYSIS_JOB_TYPE,
+        name=f"analysis-{data.group or data.project}",
+        mode=mode,
+        dir=str(data.offline_root) if mode == "offline" and data.offline_root else None,
+        config={"source": data.source, "runs": list(data.runs["label"]), "skipped": data.skipped},
+    ) as run:
+        run.log(payload)
+        run.summary["analysis/n_runs"] = len(data.runs)
+        artifact = wandb.Artifact(f"analysis-report-{data.project}", type="analysis-report")
+        artifact.add_dir(str(report_dir))  # inside the run: W&B's own log, not stderr
+        run.log_artifact(artifact)
+        run_dir = Path(run.dir).parent if mode != "disabled" else None
+        return LoggedRun(mode, run_dir, run.url if mode == "online" else None, run.id)
 
 
 def create_wandb_report(analysis: Analysis, data: RunData, entity: str | None) -> str:

@@ -156,15 +156,20 @@ def unet_sentences(gaps: pd.DataFrame) -> list[str]:
     return [f"The U-Net does not separate these defects from normal images ({lead}): {text}."]
 
 
+def by_class(scores: pd.DataFrame, column: str = "score") -> tuple[list, list]:
+    """(labels, values) of the images in `scores`, one array each per class (sorted), as
+    `metrics.class_mean_auroc` and its bootstrap take them."""
+    classes = [part for _, part in scores.groupby("category", sort=True)]
+    return [p["label"].to_numpy(int) for p in classes], [p[column].to_numpy(float) for p in classes]
+
+
 def auroc_intervals(runs: pd.DataFrame, scores: pd.DataFrame, n_boot: int = 500) -> pd.DataFrame:
     """One row per run: label, model, loss, the AUROC (mean of the classes) and its 95 %
     percentile bootstrap interval (`low`, `high`), from the per-image `scores` (columns run_id,
     category, label, score)."""
     rows = []
     for _, run in runs.iterrows():
-        classes = scores[scores["run_id"] == run["run_id"]].groupby("category")
-        labels = [part["label"].to_numpy(int) for _, part in classes]
-        values = [part["score"].to_numpy(float) for _, part in classes]
+        labels, values = by_class(scores[scores["run_id"] == run["run_id"]])
         reps = bootstrap_class_mean_auroc(labels, values, n_boot)
         low, high = np.percentile(reps, [2.5, 97.5])
         rows.append((*run[["label", "model", "loss"]], class_mean_auroc(labels, values), low, high))
@@ -195,12 +200,11 @@ def auroc_differences(runs: pd.DataFrame, scores: pd.DataFrame, n_boot: int = 10
         both = scores[scores["run_id"] == a].merge(other, on="path", suffixes=("", "_b"))
         if both.empty:  # tested on different images: nothing to pair
             continue
-        classes = [part for _, part in both.sort_values(["category", "path"]).groupby("category")]
-        labels = [part["label"].to_numpy(int) for part in classes]
+        both = both.sort_values(["category", "path"])
         points, reps = [], []
         for run, column in ((a, "score"), (b, "score_b")):
-            values = [part[column].to_numpy(float) for part in classes]
-            key = (run, tuple(p for part in classes for p in part["path"]))
+            labels, values = by_class(both, column)
+            key = (run, tuple(both["path"]))
             if key not in replicates:
                 replicates[key] = bootstrap_class_mean_auroc(labels, values, n_boot)
             points.append(class_mean_auroc(labels, values))

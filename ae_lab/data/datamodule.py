@@ -210,8 +210,7 @@ class MVTecDataModule(LightningDataModule):
         check_number(owner, "num_workers", num_workers, 0, 1024, integer=True)
         check_number(owner, "seed", seed, 0, 2**32 - 1, integer=True)
         self.batch_size, self.val_fraction = int(batch_size), float(val_fraction)
-        self.image_size, self.num_workers = int(image_size), int(num_workers)
-        self.num_workers = _usable_workers(self.num_workers)
+        self.image_size, self.num_workers = int(image_size), _usable_workers(int(num_workers))
         self.root, self.seed, self.cache_dir = Path(root).expanduser(), int(seed), cache_dir
         self.categories = _names(categories)  # scan_mvtec rejects a category named twice
         self.generate = None if generate is None else dict(generate)
@@ -222,23 +221,19 @@ class MVTecDataModule(LightningDataModule):
         self._datasets: dict[str, InMemoryImages] = {}
 
     # ---- data on disk -------------------------------------------------------------------------
-    def _generate_if_needed(self) -> None:
-        from ae_lab.data import synthetic  # lazy: only synthetic runs need the generator
-
-        params = {**self.generate, "categories": tuple(self.categories)}
-        if synthetic.is_complete(self.root, **params):
-            return
-        # Parallel runs on one machine (grid runner, joblib launcher, W&B agents) wait here for
-        # the first one's data instead of generating it again under each other's feet.
-        with FileLock(self.root / ".generate.lock"):
-            if not synthetic.is_complete(self.root, **params):
-                synthetic.generate(self.root, **params)
-
     def prepare_data(self) -> None:
         """Write the synthetic set if asked, and build the decode cache (Lightning calls it on
         one process per machine; again, it only reads)."""
         if self.generate is not None:
-            self._generate_if_needed()
+            from ae_lab.data import synthetic  # lazy: only synthetic runs need the generator
+
+            params = {**self.generate, "categories": tuple(self.categories)}
+            # Parallel runs on one machine (grid runner, joblib launcher, W&B agents) wait here for
+            # the first one's data instead of generating it again under each other's feet.
+            if not synthetic.is_complete(self.root, **params):
+                with FileLock(self.root / ".generate.lock"):
+                    if not synthetic.is_complete(self.root, **params):
+                        synthetic.generate(self.root, **params)
         load_or_build(self.table(), self.image_size, self.cache_dir)
 
     def table(self, split: str | None = None) -> pd.DataFrame:

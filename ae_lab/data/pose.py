@@ -72,8 +72,7 @@ def pose_matrices(images: Tensor, any_angle: bool = True) -> Tensor:
     matrix = get_rotation_matrix2d(centre, angle, torch.ones(n, 2))
     matrix[:, 0, 2] += (w - 1) / 2 - cx
     matrix[:, 1, 2] += (h - 1) / 2 - cy
-    empty = mass <= 1e-8
-    matrix[empty] = torch.eye(2, 3)
+    matrix[mass <= 1e-8] = torch.eye(2, 3)
     return matrix
 
 

@@ -46,14 +46,14 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         check_architecture(
             type(self),
-            image_size,
-            in_channels,
-            base_channels,
-            depth,
-            latent_dim,
-            max_channels,
-            bottleneck_channels,
             latent_layout,
+            image_size=image_size,
+            in_channels=in_channels,
+            base_channels=base_channels,
+            depth=depth,
+            latent_dim=latent_dim,
+            max_channels=max_channels,
+            bottleneck_channels=bottleneck_channels,
         )
         self.image_size, self.latent_dim = image_size, latent_dim
         self.channels = [min(base_channels * 2**i, max_channels) for i in range(depth)]
@@ -128,9 +128,8 @@ class UNetAutoencoder(ConvAutoencoder):
     def __init__(self, skip_levels: Iterable[int] | None = None, **kwargs: int | str) -> None:
         super().__init__(**kwargs)
         self.skip_levels = resolve_skip_levels(type(self), skip_levels, len(self.channels))
-        for i in self.skip_levels:
-            c = self.channels[i]
-            self.skip_fuse[str(i)] = conv_norm_act(2 * c, c, kernel_size=1)
+        for i in self.skip_levels:  # [x, features[i]] back to c_i channels
+            self.skip_fuse[str(i)] = conv_norm_act(2 * self.channels[i], self.channels[i], 1)
 
 
 class VariationalAutoencoder(ConvAutoencoder):

@@ -15,30 +15,12 @@ from ae_lab.errors import SettingError, check_number
 LATENT_LAYOUTS = ("dense", "spatial")
 
 
-def check_architecture(
-    owner: type,
-    image_size: int,
-    in_channels: int,
-    base_channels: int,
-    depth: int,
-    latent_dim: int,
-    max_channels: int,
-    bottleneck_channels: int,
-    latent_layout: str,
-) -> None:
+def check_architecture(owner: type, latent_layout: str, **sizes: int) -> None:
     """Raise SettingError (naming `owner`'s arguments) when they cannot build a valid
-    encoder/decoder."""
-    positive = {
-        "image_size": image_size,
-        "in_channels": in_channels,
-        "base_channels": base_channels,
-        "depth": depth,
-        "latent_dim": latent_dim,
-        "max_channels": max_channels,
-        "bottleneck_channels": bottleneck_channels,
-    }
-    for name, value in positive.items():
+    encoder/decoder; `sizes`: the positive integers (image_size, depth, latent_dim, channels)."""
+    for name, value in sizes.items():
         check_number(owner, name, value, 1, 2**16, integer=True)
+    image_size, depth, latent_dim = sizes["image_size"], sizes["depth"], sizes["latent_dim"]
     stride = 2**depth
     if image_size % stride != 0:
         lower = max(stride, image_size // stride * stride)
@@ -51,11 +33,12 @@ def check_architecture(
             f"of the {depth} encoder levels halves the image, so the size must be a multiple of "
             f"{stride}. Use image_size={lower} or {lower + stride}{depth_hint}",
         )
-    if max_channels < base_channels:
+    if sizes["max_channels"] < sizes["base_channels"]:
         raise SettingError(
             owner,
             ("max_channels", "base_channels"),
-            f"max_channels={max_channels} is smaller than base_channels={base_channels}",
+            f"max_channels={sizes['max_channels']} is smaller than base_channels="
+            f"{sizes['base_channels']}",
         )
     if latent_layout not in LATENT_LAYOUTS:
         raise SettingError(

@@ -19,6 +19,7 @@ from ae_lab.analysis.runs import media_files, open_run
 __all__ = ["MAX_PNG_BYTES", "media_files", "open_run", "show_image", "source_without_comments"]
 
 MAX_PNG_BYTES = 150_000  # larger images are embedded as JPEG: the committed notebook stays small
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def show_image(image: np.ndarray | str | Path, caption: str = "") -> None:
@@ -40,11 +41,8 @@ def source_without_comments(obj: object) -> str:
     text = obj.read_text() if isinstance(obj, Path) else textwrap.dedent(inspect.getsource(obj))
     drop = set()
     for node in ast.walk(ast.parse(text)):
-        body = getattr(node, "body", None)
-        first = body[0] if isinstance(body, list) and body else None
-        value = getattr(first, "value", None)
-        if isinstance(first, ast.Expr) and isinstance(getattr(value, "value", None), str):
-            drop.update(range(first.lineno, first.end_lineno + 1))
+        if isinstance(node, DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            drop.update(range(node.body[0].lineno, node.body[0].end_lineno + 1))
     lines = text.splitlines()
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
         if tok.type == tokenize.COMMENT:

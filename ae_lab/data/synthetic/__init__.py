@@ -15,12 +15,14 @@ the defect changed by more than `MASK_THRESHOLD`, found by diffing against the c
 
 Natural variation on every image: shift up to 4 px (at 256 px), rotation up to 3 degrees, scale
 +-2%, part colour jitter, per-channel gain +-3%, brightness +-5%, Gaussian sensor noise
-(sigma 0.006-0.014). Nuisances (not defects) on a few files, listed per file in synthetic.json:
+(sigma 0.006-0.014). Nuisances (not defects) on a few files, listed per file in synthetic.json
+(`nuisances`, with each kind's share of the files in `nuisance_rates`):
     illumination: test only, good and defective: brightness x0.72-0.82 or x1.18-1.30 plus a
-        linear light gradient (8% of each test subset);
+        linear light gradient of 8-15% across the image (8% of each test subset);
     pose: test only, good and defective: shift 10-16 px, rotation 6-10 degrees (8%);
     jpeg: saved as .jpg, quality 90, mask still <stem>_mask.png (4%, train and test);
-    grayscale / rgba: colour categories saved as 'L' / RGBA PNG (2% each, train and test);
+    grayscale / rgba: colour categories saved as 'L' / RGBA PNG with alpha 255 (2% each, train
+        and test);
     odd_size: saved at (image_size + 13) x image_size px, non-square, mask too (2%).
 Every nuisance appears at least once per split it applies to, even in tiny sets.
 
@@ -50,16 +52,7 @@ MARKER = "synthetic.json"
 OWNER = ".synthetic"  # in each category folder
 FORMAT_VERSION = 2  # 2: plain procedural plate, simpler capsule '0' glyph
 # Nuisances: what real inspection images have that is NOT a defect; a detector must not flag them.
-NUISANCE_KINDS = {
-    "illumination": "test only (good and defective): global brightness x0.72-0.82 or x1.18-1.30 "
-    "plus a linear light gradient of 8-15% across the image",
-    "pose": "test only (good and defective): shift of 10-16 px (at 256 px) and rotation of 6-10 "
-    "degrees, versus at most 4 px and 3 degrees for the natural variation",
-    "jpeg": "saved as .jpg (quality 90) instead of .png; its mask is still <stem>_mask.png",
-    "grayscale": "colour categories only: saved as a single-channel 'L' image",
-    "rgba": "colour categories only: saved as an RGBA PNG (alpha 255 everywhere)",
-    "odd_size": "saved at (image_size + 13) x image_size px (width x height), its mask too",
-}
+# Each kind is described in the module docstring; this is the share of files that get it.
 NUISANCE_RATES = dict(
     illumination=0.08, pose=0.08, jpeg=0.04, grayscale=0.02, rgba=0.02, odd_size=0.02
 )
@@ -222,9 +215,6 @@ def _write_category(root: Path, category: str, p: dict) -> dict:
         n = per + (i < extra)
         groups.append(("test", defect, test_k[n_good : n_good + n]))
         n_good += n
-    (root / category).mkdir(parents=True)
-    # Marks the folder as generated, so a rerun may replace it (and never real data).
-    (root / category / OWNER).write_text(json.dumps(p))
     carried: dict[str, list[str]] = {}
     for split, defect, kinds_of in groups:
         folder = root / category / split / defect
@@ -239,6 +229,8 @@ def _write_category(root: Path, category: str, p: dict) -> dict:
             path = _save(folder / f"{i:03d}", img, mask, masks / f"{i:03d}_mask.png", kinds)
             if kinds:
                 carried[path.relative_to(root).as_posix()] = sorted(kinds)
+    # Marks the folder as generated, so a rerun may replace it (and never real data).
+    (root / category / OWNER).write_text(json.dumps(p))
     counts = {f"{split}/{defect}": len(kinds_of) for split, defect, kinds_of in groups}
     return {"defects": list(design.defects), "counts": counts, "nuisances": carried}
 
@@ -265,8 +257,7 @@ def generate(out_dir: str | Path, **settings) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as tmp:
         info = {c: _write_category(Path(tmp), c, p) for c in p["categories"]}
         prev = read_marker(out) or {}
-        old = prev.get("params", {}).get("categories", []) if _same_settings(prev, p) else []
-        keep = [c for c in old if c not in p["categories"] and _ours(out / c)]
+        keep = [c for c in _generated(prev, p) if c not in p["categories"] and _ours(out / c)]
         (out / MARKER).unlink(missing_ok=True)  # from here on the folder counts as incomplete
         for c in out.iterdir():
             if c.name not in keep and _ours(c):
@@ -277,7 +268,6 @@ def generate(out_dir: str | Path, **settings) -> Path:
         "generator": __name__,
         "version": FORMAT_VERSION,
         "params": {**p, "categories": keep + p["categories"]},
-        "nuisance_kinds": NUISANCE_KINDS,
         "nuisance_rates": NUISANCE_RATES,
         "categories": {c: prev["categories"][c] for c in keep} | info,
     }
@@ -294,20 +284,19 @@ def read_marker(out_dir: str | Path) -> dict | None:
         return None
 
 
-def _same_settings(record: dict, params: dict) -> bool:
-    """Whether a marker `record` was written with `params` up to the list of categories."""
+def _generated(record: dict, params: dict) -> list[str]:
+    """The categories a marker `record` lists if it was written with `params` (up to the list of
+    categories), else none."""
     recorded = record.get("params") or {}
-    return record.get("version") == FORMAT_VERSION and all(
-        recorded.get(k) == v for k, v in params.items() if k != "categories"
+    same = all(recorded.get(k) == v for k, v in params.items() if k != "categories")
+    return (
+        recorded.get("categories", []) if same and record.get("version") == FORMAT_VERSION else []
     )
 
 
 def is_complete(out_dir: str | Path, **settings) -> bool:
     """True only if `out_dir` holds a finished dataset generated with these `settings` (see
     `check_settings`) for (at least) these categories: a set of four classes serves a run on one."""
-    record, wanted = read_marker(out_dir) or {}, check_settings(**settings)
-    have = record.get("params", {}).get("categories", [])
-    root = Path(out_dir).expanduser()
-    return _same_settings(record, wanted) and all(
-        c in have and (root / c).is_dir() for c in wanted["categories"]
-    )
+    wanted = check_settings(**settings)
+    have, root = _generated(read_marker(out_dir) or {}, wanted), Path(out_dir).expanduser()
+    return all(c in have and (root / c).is_dir() for c in wanted["categories"])
