@@ -16,29 +16,25 @@
 #
 # Un autoencoder entrenado sólo con piezas buenas debería reconstruir mal lo que nunca vio: un
 # defecto. Esta entrega compara dos arquitecturas (autoencoder convolucional clásico y U-Net) y
-# cuatro funciones de pérdida (L1, L2, SSIM y SSIM+L1) sobre dos conjuntos de datos:
+# cuatro funciones de pérdida (L1, L2, SSIM y SSIM+L1) en **imágenes reales de MVTec AD**
+# (*screw*, *transistor* y *capsule*, las tres clases disponibles: el cuerpo de la entrega) y en un
+# **sustituto sintético** de las cuatro clases de la tarea, *cable* incluida (apéndice A).
 #
-# - **Imágenes reales de MVTec AD** (el cuerpo de la entrega): las tres clases de las que se
-#   dispuso, *screw* (tornillo), *transistor* y *capsule* (cápsula). Es la prueba que importa:
-#   dice si los modelos detectan defectos reales.
-# - **Un sustituto sintético** de las cuatro clases de la tarea (apéndice A), generado por el
-#   repositorio con la estructura de carpetas de MVTec AD: muestra lo mismo en las cuatro clases,
-#   incluida *cable*, de la que no hubo imágenes reales.
-#
-# Cada figura es un archivo que una ejecución de **Weights & Biases (W&B)** registró, leído de
-# vuelta por su clave, que se indica al pie. Las de entrenamiento las registra cada ejecución;
-# las que comparan ejecuciones, la ejecución de análisis (`analyze.py`). Ninguna se dibuja aquí.
+# Cada figura es un medio que una ejecución de **Weights & Biases (W&B)** registró, leído de vuelta
+# por la clave que se indica al pie: las de entrenamiento, de cada ejecución; las que comparan
+# ejecuciones, de la ejecución de análisis (`analyze.py`). Ninguna se dibuja aquí.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"] jupyter={"source_hidden": true}
 PROJECT = "tarea05"
 WANDB_DIR = None  # carpeta que contiene wandb/ (None: $WANDB_DIR o la raíz del repositorio)
 REAL_GROUP = "real-grid"  # grupo de W&B de la rejilla real (None: sin parte real)
+SEED_GROUP = "real-seeds"  # la rejilla real repetida con otras semillas (None: sin ella)
 SYN_GROUP = "demo-grid"  # grupo de W&B de la rejilla sintética
 RUN_GRIDS = False  # True: entrena aquí las rejillas (la real necesita REAL_ROOT)
 REAL_ROOT = None  # carpeta con las clases reales, para RUN_GRIDS
 SYN_OVERRIDES = []  # overrides de Hydra para la rejilla sintética entrenada aquí
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 import os
 import shlex
 import subprocess
@@ -55,6 +51,7 @@ from IPython.display import Markdown, display
 
 from ae_lab import keys
 from ae_lab.analysis.report import run_analysis
+from ae_lab.analysis.runs import load_runs
 from ae_lab.analysis.tables import auroc_intervals
 from ae_lab.metrics import ALL, defect_aurocs
 from ae_lab.notebook.media import media_files, show_image, source_without_comments
@@ -68,9 +65,9 @@ LICENCIA = (
     "al., «MVTec AD», CVPR 2019). Las figuras hechas con ellas se comparten bajo la misma "
     "licencia.</sub>"
 )
-N_FIGURA = 0
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
+N_FIGURA = 0
 NOMBRE = {"ae": "autoencoder clásico", "unet": "U-Net", "unet_coarse": "U-Net con un solo skip"}
 PERDIDA = {"l1": "L1", "l2": "L2", "ssim": "SSIM", "ssim_l1": "SSIM+L1"}
 COLUMNAS = {
@@ -85,12 +82,8 @@ COLUMNAS = {
     "p_le_0": "P(A − B ≤ 0)",
 }
 
-# %% [markdown]
-# Cuatro ayudas de presentación: texto y tablas como Markdown, el código del paquete sin sus
-# comentarios (en inglés) y una figura registrada en W&B con su número y su clave.
 
-
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 def show_md(text: str) -> None:
     display(Markdown(text))
 
@@ -120,7 +113,7 @@ def figura(run_id: str, key: str, pie: str, index: int = 0) -> None:
 # |---|---|---|
 # | `ae` | autoencoder convolucional (`ConvAutoencoder`) | toda la información pasa por el vector latente `z` (128 valores) |
 # | `unet` | autoencoder U-Net (`UNetAutoencoder`) | además, conexiones *skip* del codificador al decodificador en los cuatro niveles |
-# | `unet_coarse` | U-Net de profundidad 5 con un solo *skip*, el más profundo (4 x 4) | una novena ejecución, con SSIM (sección 5.4) |
+# | `unet_coarse` | U-Net de profundidad 5 con un solo *skip*, el más profundo (4 x 4) | una novena ejecución, con SSIM (sección 5) |
 #
 # | pérdida | definición |
 # |---|---|
@@ -138,11 +131,10 @@ def figura(run_id: str, key: str, pie: str, index: int = 0) -> None:
 # **Medida:** el AUROC por imagen (0.5 = azar, 1 = perfecto), calculado por clase y promediado
 # (`test/image_auroc`, la convención de MVTec AD), con su intervalo bootstrap del 95 %.
 #
-# **Lo que se eligió mirando los datos de prueba, y hay que decirlo.** La puntuación (top 0.5 %,
-# σ = 2), la alineación de la pose del tornillo y la profundidad de `unet_coarse` se ajustaron en
-# sesiones anteriores mirando el AUROC de prueba del tornillo real; no hay un conjunto de
-# validación con defectos. Las cifras absolutas son, por eso, algo optimistas; la comparación
-# entre pérdidas y arquitecturas, que comparten esas elecciones, lo es menos.
+# **Elegido mirando los datos de prueba.** La puntuación (top 0.5 %, σ = 2), la alineación del
+# tornillo y la profundidad de `unet_coarse` se ajustaron mirando el AUROC de prueba del tornillo
+# real (no hay validación con defectos): las cifras absolutas son algo optimistas; la comparación,
+# que comparte esas elecciones, lo es menos.
 
 # %% [markdown]
 # ## 2. El código que se califica
@@ -153,7 +145,7 @@ def figura(run_id: str, key: str, pie: str, index: int = 0) -> None:
 # `val/one_minus_ssim`); el de prueba codifica cada lote una vez y devuelve reconstrucción, `z`,
 # mapa de anomalía y la tabla de puntuaciones.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 from ae_lab.module import AutoencoderModule
 
 for method in ("training_step", "validation_step", "test_step", "configure_optimizers"):
@@ -163,19 +155,21 @@ for method in ("training_step", "validation_step", "test_step", "configure_optim
 # El entrenador, el registrador de W&B y los *callbacks* se construyen desde la configuración en
 # `train(cfg)`; `train.py` es la envoltura de Hydra:
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 from ae_lab.training import build_callbacks, build_logger, train
 
 for obj in (train, build_logger, build_callbacks):
     show_code(obj)
 show_md(f"`train.py`:\n```python\n{source_without_comments(Path('train.py'))}\n```")
-show_md(f"`conf/model/ae.yaml`:\n```yaml\n{Path('conf/model/ae.yaml').read_text().rstrip()}\n```")
+lineas = Path("conf/model/ae.yaml").read_text().splitlines()  # sin los comentarios (en inglés)
+yaml = "\n".join(ln.split("  #")[0] for ln in lineas if not ln.startswith("#"))
+show_md(f"`conf/model/ae.yaml`, sin comentarios:\n```yaml\n{yaml}\n```")
 
 # %% [markdown]
 # Los *skips* de la U-Net: el decodificador concatena, en los niveles de `skip_levels`, el mapa
 # del codificador de la misma resolución y lo funde con una convolución 1 x 1.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 from ae_lab.models import ConvAutoencoder, UNetAutoencoder
 
 show_code(UNetAutoencoder.__init__)
@@ -193,11 +187,11 @@ show_code(ConvAutoencoder.decode)
 #
 # Cada rejilla es arquitectura x pérdida = 2 x 4 = 8 ejecuciones con todo lo demás fijo, más
 # `unet_coarse` con SSIM. La real (`sweeps/real.yaml`) entrena un modelo para las tres clases a
-# 128 x 128 x 3, 40 épocas, lotes de 32; la sintética (`sweeps/demo.yaml`), uno para las cuatro
-# clases, 30 épocas, lotes de 16. Ambas con semilla 42.
+# 128 x 128 x 3, 20 épocas, lotes de 32; la sintética (`sweeps/demo.yaml`), uno para las cuatro
+# clases, 30 épocas, lotes de 16. Ambas con semilla 42; la real se repitió con otras dos (4.6).
 
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 def entrenar(sweep: str, group: str, overrides: list[str]) -> None:
     """La rejilla de `sweep` y la novena ejecución (`unet_coarse`, SSIM) en el grupo `group`."""
     grid = [sys.executable, "-m", "ae_lab.sweep", sweep, "--group", group, *overrides]
@@ -221,7 +215,7 @@ REAL = REAL_GROUP is not None
 # La ejecución de análisis (`analyze.py`) lee las ejecuciones de cada grupo, arma las tablas y las
 # figuras que comparan ejecuciones y las registra en W&B como una ejecución más del grupo.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 SETS = {"real": REAL_GROUP, "sintético": SYN_GROUP} if REAL else {"sintético": SYN_GROUP}
 ANALISIS = {}
 for name, group in SETS.items():
@@ -229,11 +223,6 @@ for name, group in SETS.items():
     ANALISIS[name] = out
     runs = out.data.runs
     show_md(f"**{name.capitalize()}**: grupo `{group}`, {len(runs)} ejecuciones y su análisis.")
-
-
-def corrida(conjunto: str, model: str, loss: str = "ssim") -> pd.Series:
-    runs = ANALISIS[conjunto].data.runs
-    return runs[(runs["model"] == model) & (runs["loss"] == loss)].iloc[0]
 
 
 def analisis_id(conjunto: str) -> str:
@@ -248,19 +237,18 @@ def completo(conjunto: str) -> bool:
 # %% [markdown]
 # ### Las mismas ejecuciones en W&B
 #
-# Sin servidor, las ejecuciones quedan como carpetas `wandb/offline-run-*` con todo lo que se ve
-# aquí. Con una cuenta, `wandb login` y luego `wandb sync --sync-all` (desde la carpeta que
-# contiene `wandb/`) las sube al proyecto `tarea05`; en la página del proyecto, agrupar por
-# *Group* muestra cada rejilla (`real-grid`, `demo-grid`) con su ejecución de análisis. La figura
-# siguiente reúne lo que muestra la página de una ejecución: sus paneles, cada uno con su clave.
+# Sin servidor, cada ejecución es una carpeta `wandb/offline-run-*`. Con una cuenta, `wandb login`
+# y `wandb sync --sync-all` (desde la carpeta que contiene `wandb/`) las suben al proyecto
+# `tarea05`; agrupadas por *Group* aparecen `real-grid`, `real-seeds` y `demo-grid`, cada una con
+# su ejecución de análisis. La figura reúne los paneles de una ejecución, cada uno con su clave.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 PRINCIPAL = "real" if REAL else "sintético"
 figura(
     analisis_id(PRINCIPAL),
     "analysis/run_panels",
     "Los paneles de W&B de la mejor ejecución: reconstrucciones de validación, t-SNE de los "
-    "latentes, reconstrucciones de prueba con su mapa de anomalía, histogramas por defecto y "
+    "latentes, reconstrucciones de prueba con su mapa de anomalía, histogramas por tipo de defecto y "
     "curvas de pérdida.",
 )
 if REAL:
@@ -276,7 +264,7 @@ if REAL:
 # cápsula, sólo 9 buenas de prueba de las 23 publicadas, por lo que su AUROC descansa en 9
 # imágenes buenas y su intervalo es ancho.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     tabla = (
         ANALISIS["real"].data.scores.groupby(["category", "defect"]).size().unstack(fill_value=0)
@@ -286,11 +274,10 @@ if REAL:
 # %% [markdown]
 # ### 4.1 Curvas de pérdida
 #
-# La figura pone, para cada pérdida, las dos arquitecturas en los mismos ejes: entrenamiento en
-# línea continua, validación en discontinua, en escala logarítmica (las pérdidas terminan en
-# valores que difieren diez veces).
+# Por pérdida, las dos arquitecturas en los mismos ejes, en escala logarítmica (las pérdidas
+# terminan en valores que difieren diez veces).
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     figura(
         analisis_id("real"),
@@ -300,7 +287,7 @@ if REAL:
     )
 
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 def final(conjunto: str) -> pd.DataFrame:
     """La última época de cada ejecución: pérdidas y `val/l1`, el error común a todas."""
     data = ANALISIS[conjunto].data
@@ -315,21 +302,19 @@ if REAL:
     if completo("real"):
         assert l1["unet"] < l1["ae"] / 2 and (F[keys.VAL_LOSS] < 1.2 * F[keys.TRAIN_LOSS]).all()
     show_md(
-        "**Lectura.** Con las cuatro pérdidas la U-Net baja más y más rápido que el autoencoder "
-        f"clásico: su error de validación `val/l1`, el mismo para todas, termina en {l1['unet']:.4f} "
-        f"de media frente a {l1['ae']:.4f}, menos de la mitad. Ninguna curva de validación se "
-        "separa hacia arriba de la de entrenamiento: en 20 épocas no hay sobreajuste visible. Las "
-        "curvas de L1 y L2 tienen saltos (épocas 2 a 4 y 9 a 10) que las de SSIM y SSIM+L1 no "
-        "muestran; esta rejilla no permite decir de dónde vienen."
+        "Con las cuatro pérdidas la U-Net baja más y más rápido que el clásico: su `val/l1` (el "
+        f"mismo error para todas) termina en {l1['unet']:.4f} de media frente a {l1['ae']:.4f}. "
+        "Ninguna curva de validación se separa hacia arriba de la de entrenamiento: no hay "
+        "sobreajuste visible. Las curvas de L1 y L2 tienen saltos (épocas 2 a 4 y 9 a 10) que "
+        "SSIM no muestra; esta rejilla no dice de dónde vienen."
     )
 
 # %% [markdown]
 # ### 4.2 Reconstrucciones de validación
 #
-# Las mismas imágenes de validación (buenas) al final del entrenamiento de cada ejecución: en cada
-# recuadro, filas alternas de originales y reconstrucciones.
+# Las mismas imágenes de validación (buenas) al final del entrenamiento de cada ejecución.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     figura(
         analisis_id("real"),
@@ -340,53 +325,44 @@ if REAL:
     show_md(LICENCIA)
 
 # %% [markdown]
-# **Lectura.** El autoencoder clásico devuelve una versión suavizada de cada pieza: con L1 y L2 la
-# rosca del tornillo y las patas del transistor se borran, con SSIM y SSIM+L1 se conservan mejor. La
-# U-Net devuelve una copia casi exacta con cualquier pérdida: reconstruye mejor, como dicen sus
-# curvas. La pregunta es si también copia el defecto.
+# El clásico devuelve una versión suavizada de cada pieza: con L1 y L2 se borran la rosca y las
+# patas del transistor, con SSIM y SSIM+L1 se conservan mejor. La U-Net devuelve una copia casi
+# exacta con cualquier pérdida. ¿Copia también el defecto?
 
 # %% [markdown]
 # ### 4.3 Las cuatro pérdidas sobre las mismas imágenes de prueba
 #
-# Para cada arquitectura, las mismas 8 imágenes buenas y 8 defectuosas (de los tipos de defecto
-# más difíciles de cada clase) reconstruidas por las cuatro ejecuciones, cada una con su mapa de
-# anomalía en una sola escala de color para toda la figura: un mapa oscuro en una buena y claro
-# sobre el defecto es lo que se busca.
+# Por arquitectura, las mismas 8 imágenes buenas y 8 defectuosas (de los tipos de defecto más
+# difíciles) reconstruidas con cada pérdida, con su mapa de anomalía en una sola escala de color:
+# se busca un mapa oscuro en las buenas y claro sobre el defecto.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     for model in ("ae", "unet"):
         for kind, desc in (("defectuosas", "defectuosas"), ("buenas", "buenas")):
             figura(
                 analisis_id("real"),
                 f"analysis/test_reconstructions/{model}/{kind}",
-                f"{NOMBRE[model][0].upper()}{NOMBRE[model][1:]}: 8 imágenes de prueba {desc}, su "
-                "reconstrucción y su mapa de "
-                "anomalía con cada pérdida (misma escala de color en toda la figura).",
+                f"{NOMBRE[model][0].upper()}{NOMBRE[model][1:]}: 8 imágenes {desc} de prueba con "
+                "cada pérdida: reconstrucción y mapa de anomalía.",
             )
-    show_md(LICENCIA)
 
 # %% [markdown]
-# **Lectura.** Las figuras responden que sí. El autoencoder clásico no reproduce la pata doblada ni
-# la caja dañada del transistor, y su mapa las marca (junto con los agujeros de la placa, que
-# tampoco reproduce bien); en el tornillo marca la rosca entera, el detalle que no alcanza a
-# reconstruir, y sobre ella, en la segunda fila, el punto del defecto; en la cápsula el mapa queda
-# casi oscuro: los pinchazos, rayones e impresiones defectuosas son de pocos píxeles y el
-# autoencoder los borra igual que borra la impresión «500». Entre pérdidas, L1 y L2 dan
-# reconstrucciones más borrosas y mapas con más error en toda la pieza; SSIM y SSIM+L1 conservan más
-# estructura, y el error que queda se concentra más en lo anómalo. La U-Net copia la pata doblada,
-# la rosca y la impresión: sus mapas son unas trece veces más débiles (escala hasta 0.004 frente a
-# 0.05) y dibujan los bordes de toda la imagen (agujeros de la placa, contorno de la cápsula), no el
-# defecto.
+# Sí. El clásico no reproduce la pata doblada ni la caja dañada del transistor, y su mapa las marca
+# (junto con los agujeros de la placa); en el tornillo marca la rosca entera y, sobre ella, el punto
+# del defecto; en la cápsula el mapa queda casi oscuro: sus defectos son de pocos píxeles y el
+# autoencoder los borra como borra la impresión «500». L1 y L2 dan reconstrucciones más borrosas y
+# error en toda la pieza; SSIM y SSIM+L1 conservan más estructura y el error se concentra en lo
+# anómalo. La U-Net copia pata, rosca e impresión: sus mapas son unas trece veces más débiles y
+# dibujan los bordes de toda la imagen, no el defecto.
 
 # %% [markdown]
 # ### 4.4 Error de reconstrucción: buenas frente a cada tipo de defecto
 #
-# Por clase, una fila por pérdida: el histograma del error de reconstrucción de cada imagen (en la
-# pérdida de su propia ejecución) para las buenas (gris) y para cada tipo de defecto (rojo); el
-# título de cada panel da el AUROC de ese error.
+# Por clase, una fila por pérdida: el error de reconstrucción de cada imagen (en la pérdida de su
+# ejecución), buenas en gris y cada tipo de defecto en rojo, con el AUROC de ese error.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     for cat in ("screw_matched", "transistor", "capsule"):
         figura(
@@ -397,7 +373,7 @@ if REAL:
         )
 
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 def error_frente_a_puntuacion(conjunto: str) -> pd.DataFrame:
     """AUROC (media de las clases) del error medio de reconstrucción y de la puntuación."""
     data, rows = ANALISIS[conjunto].data, []
@@ -419,21 +395,20 @@ if REAL:
     if completo("real"):
         assert (ae_e["AUROC de la puntuación"] > ae_e["AUROC del error medio"]).all()
     show_md(
-        "**Lectura.** El error medio de reconstrucción de una imagen apenas separa las buenas de "
-        "las defectuosas: en los histogramas las barras rojas caen casi siempre sobre las grises. Un "
-        "defecto ocupa pocos píxeles y su error se diluye en el promedio de toda la imagen. La "
-        "puntuación (el 0.5 % de píxeles con más error, tras suavizar el mapa) separa mejor en las "
-        "cuatro ejecuciones del autoencoder clásico (tabla): es la puntuación, no el error medio, la "
-        "que convierte una reconstrucción en un detector."
+        "El error medio de una imagen apenas separa buenas de defectuosas (las barras rojas caen "
+        "sobre las grises): un defecto ocupa pocos píxeles y su error se diluye en el promedio. La "
+        "puntuación (el 0.5 % de píxeles con más error del mapa suavizado) separa mejor en las "
+        "cuatro ejecuciones del clásico (tabla): es ella la que convierte una reconstrucción en un "
+        "detector."
     )
 
 # %% [markdown]
 # ### 4.5 El espacio latente
 #
-# El t-SNE de los vectores `z` de validación que registró cada ejecución al final del
-# entrenamiento, coloreados por clase: para la mejor ejecución de cada arquitectura.
+# El t-SNE de los `z` de validación al final del entrenamiento, por clase, de la mejor ejecución de
+# cada arquitectura.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     for model in ("ae", "unet"):
         best = (
@@ -449,14 +424,13 @@ if REAL:
         )
 
 # %% [markdown]
-# **Lectura.** En ambos casos los latentes de validación forman un grupo por clase: el codificador
-# distingue tornillo, transistor y cápsula sin que nadie se lo pida. Todas son imágenes buenas, así
-# que el t-SNE no dice nada de los defectos; dice que `z` describe la pieza.
+# En ambos casos los latentes forman un grupo por clase: el codificador distingue las piezas sin que
+# se le pida. Son todas imágenes buenas: el t-SNE no dice nada de los defectos.
 
 # %% [markdown]
 # ### 4.6 AUROC por clase y defecto, y cuánto se puede leer de una diferencia
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     figura(
         analisis_id("real"),
@@ -466,7 +440,7 @@ if REAL:
     )
 
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 
 
 def intervalos(conjunto: str) -> pd.DataFrame:
@@ -479,7 +453,7 @@ def diferencias(conjunto: str) -> pd.DataFrame:
     return ANALISIS[conjunto].analysis.differences.rename(columns=COLUMNAS)
 
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 def resumen(conjunto: str) -> pd.DataFrame:
     """AUROC con su intervalo, por arquitectura y pérdida."""
     t = intervalos(conjunto).set_index("ejecución")
@@ -500,7 +474,7 @@ if REAL:
     show_table(intervalos("real"))
     show_table(diferencias("real"))
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     R0 = intervalos("real").set_index("ejecución")
     d_ssim = diferencia("real", "ae-ssim_l1-z128", "ae-ssim-z128")
@@ -508,32 +482,89 @@ if REAL:
     if completo("real"):
         assert d_ssim["low"] < 0 < d_ssim["high"] and d_l2["low"] > 0
     show_md(
-        "**Lectura.** Los intervalos de la primera tabla se solapan entre ejecuciones cercanas, "
-        "pero dos ejecuciones evaluadas sobre las mismas imágenes se comparan mejor con la "
-        "diferencia pareada (segunda tabla): se remuestrean las imágenes una vez para ambas. SSIM y "
-        f"SSIM+L1 no se distinguen (diferencia {d_ssim['difference']:+.3f}, intervalo "
+        "Dos ejecuciones evaluadas sobre las mismas imágenes se comparan con la diferencia "
+        "pareada (segunda tabla: se remuestrean las imágenes una vez para ambas), no con el "
+        f"solape de sus intervalos. SSIM y SSIM+L1 no se distinguen ({d_ssim['difference']:+.3f} "
         f"[{d_ssim['low']:+.3f}, {d_ssim['high']:+.3f}]); SSIM supera a L2 "
-        f"({d_l2['difference']:+.3f}, [{d_l2['low']:+.3f}, {d_l2['high']:+.3f}]) y L2 a L1. El "
-        "mapa de calor muestra dónde: la cápsula queda cerca del azar con todas las pérdidas salvo "
-        "en `squeeze` (una deformación grande); el tornillo y el transistor son los que "
-        "diferencian las pérdidas, y `misplaced` (el transistor ausente) lo detecta cualquier "
-        "autoencoder clásico. Un intervalo pareado mide sólo el azar de las imágenes de prueba, "
-        "no el de la semilla: con una sola semilla por configuración, una diferencia de 0.002 no "
-        "dice nada, y una de 0.05 es todo lo que esta rejilla puede afirmar."
+        f"({d_l2['difference']:+.3f} [{d_l2['low']:+.3f}, {d_l2['high']:+.3f}]) y L2 a L1. En el "
+        "mapa de calor, la cápsula queda cerca del azar salvo en `squeeze`; el tornillo y el "
+        "transistor diferencian las pérdidas. Ese intervalo mide el azar de las imágenes de "
+        "prueba, no el del entrenamiento: de eso se ocupa lo que sigue."
+    )
+
+# %% [markdown]
+# **Otra semilla, otro resultado.** Otra semilla (otra inicialización, otro orden de los lotes) da
+# otro AUROC. Las cuatro pérdidas del clásico, la mejor U-Net (SSIM+L1) y `unet_coarse` se
+# entrenaron dos veces más, con las semillas 1 y 2 y todo lo demás igual (`sweeps/real_seeds.yaml`,
+# grupo `real-seeds`): el AUROC por semilla y cada diferencia comparada, en cada semilla.
+
+
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
+def por_semilla(conjunto: str, grupo: str) -> pd.DataFrame:
+    """AUROC de las configuraciones repetidas en `grupo`: una columna por semilla."""
+    otras = load_runs(PROJECT, group=grupo, offline_dir=str(WANDB_DIR)).runs
+    runs = pd.concat([ANALISIS[conjunto].data.runs, otras])
+    t = runs.pivot_table(index=["model", "loss"], columns="seed", values=keys.TEST_IMAGE_AUROC)
+    return t.loc[otras.set_index(["model", "loss"]).index.unique()]
+
+
+def nombre(model: str, loss: str) -> str:
+    return f"{NOMBRE[model]}, {PERDIDA[loss]}"
+
+
+def rango(d: pd.Series) -> str:
+    return f"de {d['mínima']:+.3f} a {d['máxima']:+.3f}"
+
+
+PARES = [
+    (("ae", "ssim_l1"), ("ae", "ssim")),
+    (("ae", "ssim"), ("ae", "l2")),
+    (("ae", "l2"), ("ae", "l1")),
+    (("ae", "ssim_l1"), ("unet", "ssim_l1")),
+    (("ae", "ssim_l1"), ("unet_coarse", "ssim")),
+]
+
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
+if REAL and SEED_GROUP:
+    SEM = por_semilla("real", SEED_GROUP)
+    tabla = SEM.rename(columns=lambda s: f"semilla {s}")
+    tabla["media"], tabla["desv. est."] = SEM.mean(axis=1), SEM.std(axis=1)
+    tabla.index = [nombre(*i) for i in tabla.index]
+    show_table(tabla.rename_axis("configuración").reset_index())
+    DIF = pd.DataFrame({f"{nombre(*a)} − {nombre(*b)}": SEM.loc[a] - SEM.loc[b] for a, b in PARES})
+    DIF = DIF.T.rename(columns=lambda s: f"semilla {s}")
+    DIF["mínima"], DIF["máxima"] = DIF.min(axis=1), DIF.max(axis=1)
+    show_table(DIF.rename_axis("diferencia de AUROC").reset_index())
+
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
+if REAL and SEED_GROUP:
+    sd, (d_ssim, d_l2, d_l1, d_unet, d_coarse_sem) = SEM.std(axis=1), (r for _, r in DIF.iterrows())
+    if completo("real"):
+        assert d_ssim["mínima"] < 0 < d_ssim["máxima"]  # SSIM+L1 y SSIM cambian de orden
+        assert min(d_l2["mínima"], d_l1["mínima"], d_unet["mínima"]) > 0
+    coarse = (
+        f"también sobre `unet_coarse` en las tres ({rango(d_coarse_sem)})"
+        if d_coarse_sem["mínima"] > 0
+        else f"sobre `unet_coarse`, no en todas ({rango(d_coarse_sem)}): esa no se sostiene"
+    )
+    show_md(
+        f"La desviación estándar entre semillas va de {sd.min():.3f} ({nombre(*sd.idxmin())}) a "
+        f"{sd.max():.3f} ({nombre(*sd.idxmax())}). SSIM y SSIM+L1 cambian de orden de una semilla "
+        f"a otra ({rango(d_ssim)}): están empatadas. Las demás diferencias tienen el mismo signo en "
+        f"las tres semillas: SSIM sobre L2 ({rango(d_l2)}), L2 sobre L1 ({rango(d_l1)}) y el "
+        f"clásico sobre la U-Net ({rango(d_unet)}); {coarse}."
     )
 
 # %% [markdown]
 # ### 4.7 ¿Difieren las buenas de las defectuosas en algo más que el defecto?
 #
-# Si las imágenes buenas y las defectuosas de prueba se tomaron en sesiones distintas, una
-# diferencia de iluminación, ruido, foco o posición puede separarlas sin mirar el defecto, y un
-# AUROC alto mediría esa diferencia. Cada columna es el AUROC de un solo número por imagen que
+# Si buenas y defectuosas se fotografiaron en sesiones distintas, una diferencia de luz, ruido, foco
+# o posición las separa sin mirar el defecto. Cada columna es el AUROC de un número por imagen que
 # ignora el defecto: brillo medio, contraste (desviación del gris), ruido (desviación del residuo
-# tras un suavizado gaussiano), foco (varianza del laplaciano) y posición del objeto (distancia de
-# su centroide al centro). Un valor cercano a 0.5 dice que ese número no separa las clases; uno
-# lejos de 0.5, en cualquier dirección, es una diferencia ajena al defecto.
+# tras un suavizado), foco (varianza del laplaciano) y posición (distancia del centroide al
+# centro). Lejos de 0.5, en cualquier dirección, hay una diferencia ajena al defecto.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 BASE = {
     "mean_grey": "brillo",
     "grey_std": "contraste",
@@ -553,27 +584,23 @@ def lineas_base(conjunto: str) -> pd.DataFrame:
 if REAL:
     show_table(lineas_base("real"))
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     B = ANALISIS["real"].analysis.baselines.set_index("category")[list(BASE)]
     lejos = (B - 0.5).abs()
     if completo("real"):
         assert lejos.loc["screw_matched"].max() < 0.1 and lejos.loc["capsule"].max() > 0.1
     show_md(
-        "**Lectura.** En `screw_matched` ningún número ajeno al defecto separa las clases (todos "
-        f"entre {B.loc['screw_matched'].min():.2f} y {B.loc['screw_matched'].max():.2f}): su AUROC "
-        "mide el defecto. En el transistor el brillo medio da "
-        f"{B.loc['transistor', 'mean_grey']:.2f}: las defectuosas son algo más claras, y una "
-        "puntuación que siguiera el brillo ganaría algo sin ver el defecto (el ajuste de brillo y "
-        "contraste de la puntuación está para eso). En la cápsula, las 9 buenas de prueba tienen "
-        f"más ruido y contraste que las defectuosas (AUROC {B.loc['capsule', 'noise']:.2f} y "
-        f"{B.loc['capsule', 'grey_std']:.2f}): un modelo cuyo error siga el detalle fino pondrá "
-        "las buenas por encima de las defectuosas. Es lo que hace la U-Net, cuyo error es sobre "
-        "todo borde y textura (4.3): su AUROC por debajo de 0.5 en la cápsula no es una señal "
-        "invertida de detección, sino la huella de esa diferencia entre las imágenes. Las cifras "
-        "de la cápsula, con 9 buenas, no sostienen conclusiones por sí solas. En el tornillo, en "
-        "cambio, la U-Net con L1 y L2 queda en 0.38-0.39 (mapa de calor de 4.6), más lejos de 0.5 "
-        "que cualquiera de estas estadísticas: esa inversión no queda explicada aquí."
+        "En `screw_matched` ningún número ajeno al defecto separa las clases (de "
+        f"{B.loc['screw_matched'].min():.2f} a {B.loc['screw_matched'].max():.2f}): su AUROC mide "
+        f"el defecto. En el transistor el brillo medio da {B.loc['transistor', 'mean_grey']:.2f} "
+        "(las defectuosas son algo más claras; el ajuste de brillo de la puntuación está para "
+        "eso). En la cápsula, las 9 buenas tienen más ruido y contraste que las defectuosas (AUROC "
+        f"{B.loc['capsule', 'noise']:.2f} y {B.loc['capsule', 'grey_std']:.2f}): un error que siga "
+        "el detalle fino, como el de la U-Net (4.3), pone las buenas por encima, y su AUROC bajo "
+        "0.5 en la cápsula es la huella de esa diferencia, no una detección al revés. En el "
+        "tornillo, en cambio, la U-Net con L1 y L2 queda en 0.38-0.39 (4.6), más lejos de 0.5 que "
+        "cualquiera de estas estadísticas: esa inversión queda sin explicar."
     )
 
 # %% [markdown]
@@ -583,16 +610,24 @@ if REAL:
 # que la acompaña (`assert`), de modo que una nueva ejecución que la contradiga se detiene aquí.
 
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
-    R = resumen("real")
-    show_table(R)
+    R = resumen("real")  # la primera tabla de 4.6, por arquitectura y pérdida
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 if REAL:
     a = R.set_index(["arquitectura", "pérdida"])["AUROC"]
     d_arq = diferencia("real", "ae-ssim_l1-z128", "unet-ssim_l1-z128")
     d_coarse = diferencia("real", "ae-ssim_l1-z128", "unet_coarse-ssim-z128")
+    c = SEM.loc[("unet_coarse", "ssim")] if SEED_GROUP else None
+    semillas_coarse = (
+        f"pero con las tres semillas su AUROC va de {c.min():.3f} a {c.max():.3f} y la diferencia "
+        "cambia de signo (4.6): queda a la altura del clásico"
+        if SEED_GROUP and d_coarse_sem["mínima"] < 0
+        else "y también con las otras semillas (4.6)"
+        if SEED_GROUP
+        else "con una sola semilla"
+    )
     if completo("real"):
         assert a["unet"].max() < 0.55 < 0.65 < a["ae"].max() and d_coarse["low"] > 0
     show_md(
@@ -602,36 +637,33 @@ if REAL:
         f"diferencia entre las mejores de cada una es {d_arq['difference']:+.3f} "
         f"[{d_arq['low']:+.3f}, {d_arq['high']:+.3f}]. La U-Net reconstruye mejor (4.1) y "
         "detecta peor por la misma razón: los *skips* de alta resolución le dan el detalle de la "
-        "entrada sin pasar por `z`, defecto incluido (4.3). Una U-Net de profundidad 5 con un solo "
-        f"*skip*, el de 4 x 4, vuelve a detectar ({a['unet_coarse'].iloc[0]:.3f}), aunque por "
-        f"debajo del clásico ({d_coarse['difference']:+.3f} [{d_coarse['low']:+.3f}, "
-        f"{d_coarse['high']:+.3f}]). Esa ejecución cambió dos cosas a la vez (la profundidad y "
-        "los *skips*), así que no aísla cuál de las dos importa; lo que sí muestra la rejilla es "
-        "que la U-Net con sus cuatro *skips* no sirve para detectar con esta puntuación."
+        "entrada sin pasar por `z`, defecto incluido (4.3). Una U-Net de profundidad 5 con un "
+        f"*skip*, el de 4 x 4, vuelve a detectar ({a['unet_coarse'].iloc[0]:.3f}); con esta "
+        f"semilla queda por debajo del clásico ({d_coarse['difference']:+.3f} "
+        f"[{d_coarse['low']:+.3f}, {d_coarse['high']:+.3f}]), {semillas_coarse}. Esa U-Net cambió "
+        "dos cosas a la vez (la profundidad y los *skips*), así que no aísla cuál de las dos "
+        "importa; lo que sí muestra la rejilla es que la U-Net con sus cuatro *skips* no sirve "
+        "para detectar con esta puntuación."
     )
 
 # %% [markdown]
-# **Las cuatro pérdidas.** Con el autoencoder clásico, SSIM y SSIM+L1 quedan empatadas arriba, L2
-# después y L1 al final, con diferencias pareadas claras salvo entre las dos primeras (4.6). SSIM
-# compara estructura local (medias, contrastes y correlaciones en ventanas de 11 px): para bajarla,
-# la red debe reproducir la rosca, las patas, los bordes. L1 y L2 se conforman con el promedio, una
-# imagen borrosa cuyo error se reparte por toda la pieza texturada y tapa el del defecto (4.3). El
-# término L1 de SSIM+L1 (peso 0.16) ancla el color y el brillo, algo que SSIM sola no ve, pero aquí
-# no cambia la detección. Con la U-Net el orden de las pérdidas se repite en valores sin interés.
+# **Las cuatro pérdidas.** Con el clásico, SSIM y SSIM+L1 quedan empatadas arriba, L2 después y L1
+# al final, con diferencias claras (pareadas y en las tres semillas) salvo entre las dos primeras
+# (4.6). SSIM compara estructura local (medias, contrastes y correlaciones en ventanas de 11 px):
+# para bajarla, la red debe reproducir rosca, patas y bordes. L1 y L2 se conforman con el promedio,
+# una imagen borrosa cuyo error se reparte por la pieza y tapa el del defecto (4.3). El término L1
+# de SSIM+L1 ancla color y brillo, que SSIM sola no ve, pero aquí no cambia la detección.
 #
-# **Lo que cada clase permite decir.** El tornillo (`screw_matched`) y el transistor son los que
-# miden algo: sus líneas de base están cerca de 0.5 (4.7) y el clásico con SSIM llega a 0.79 en
-# ambos. La cápsula queda cerca del azar con todos los modelos, salvo en `squeeze`: sus defectos
-# son de pocos píxeles, el autoencoder los borra junto con la impresión, y su AUROC descansa en 9
-# imágenes buenas que además difieren de las defectuosas en ruido y contraste.
+# **Lo que cada clase permite decir.** El tornillo (`screw_matched`) y el transistor miden algo: sus
+# líneas de base están cerca de 0.5 (4.7) y el clásico con SSIM llega a 0.79 en ambos. La cápsula
+# queda cerca del azar salvo en `squeeze`: sus defectos son de pocos píxeles y su AUROC descansa en 9
+# buenas que además difieren de las defectuosas en ruido y contraste.
 #
-# **Límites de estas cifras.** Una sola semilla por configuración: los intervalos pareados cubren el
-# azar de las imágenes de prueba, no el del entrenamiento, y la dispersión entre semillas no se
-# midió en esta rejilla. Veinte épocas por ejecución, impuestas por el tiempo de cálculo de una
-# máquina de dos núcleos: los valores absolutos subirían con más entrenamiento. Un solo modelo para
-# las tres clases, como pide la tarea para las cuatro. Y la puntuación se ajustó antes mirando
-# imágenes de prueba (sección 1). Por eso las conclusiones son de orden (quién detecta, qué pérdida
-# ayuda), no de valores.
+# **Límites.** Tres semillas por configuración (4.6): bastan para el orden, no para afinar valores.
+# Veinte épocas, por el tiempo de cálculo de una máquina de dos núcleos: los valores absolutos
+# subirían con más entrenamiento. Un solo modelo para las tres clases, como pide la tarea. Y la
+# puntuación se ajustó mirando imágenes de prueba (sección 1). Las conclusiones son de orden (quién
+# detecta, qué pérdida ayuda), no de valores.
 
 # %% [markdown]
 # ## 6. Conclusiones
@@ -647,19 +679,19 @@ if REAL:
 # - Las cifras se leen junto a sus líneas de base: `screw_matched` no tiene atajos, la cápsula sí
 #   (y sólo 9 buenas), y un AUROC por debajo de 0.5 puede ser una diferencia entre las imágenes, no
 #   una detección al revés.
-# - Para afirmar más haría falta varias semillas por configuración y más épocas; la infraestructura
-#   (rejilla, W&B, análisis) ya lo permite con un cambio de parámetros.
+# - Ese orden (clásico sobre U-Net; SSIM y SSIM+L1 sobre L2, y L2 sobre L1) se repite con tres
+#   semillas; `unet_coarse`, con un solo *skip*, queda a la altura del clásico. Para afirmar valores
+#   harían falta más épocas y más imágenes buenas de cápsula.
 
 # %% [markdown]
 # ## Apéndice A. El sustituto sintético: las cuatro clases de la tarea
 #
-# El generador del repositorio dibuja las cuatro clases (cable, cápsula, tornillo, transistor) con
-# la estructura de carpetas de MVTec AD, defectos conocidos con su máscara y molestias que no son
-# defectos (iluminación global, pequeños giros y desplazamientos, tornillo en gris, JPG junto a
-# PNG). Sirve para ver la comparación en las cuatro clases, incluida *cable*; no sustituye a las
-# imágenes reales, y sus cifras no se comparan con ellas.
+# El generador del repositorio dibuja las cuatro clases con la estructura de carpetas de MVTec AD,
+# defectos con su máscara y molestias que no son defectos (luz global, pequeños giros y
+# desplazamientos, tornillo en gris, JPG junto a PNG). Muestra la comparación en las cuatro clases,
+# *cable* incluida; no sustituye a las imágenes reales y sus cifras no se comparan con ellas.
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 S = resumen("sintético")
 show_table(S)
 figura(
@@ -679,21 +711,19 @@ figura(
     "Sintético: AUROC por imagen de cada ejecución por clase y tipo de defecto.",
 )
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 ae_s, unet_s = S[S["arquitectura"] == "ae"], S[S["arquitectura"] == "unet"]
 coarse_s = S[S["arquitectura"] == "unet_coarse"]["AUROC"]
 if completo("sintético"):
     assert ae_s["AUROC"].min() > 0.75 and unet_s["AUROC"].max() < 0.6  # detecta / azar
 show_md(
-    f"**Lectura.** El autoencoder clásico detecta en las cuatro clases: AUROC de "
-    f"{ae_s['AUROC'].min():.2f} a {ae_s['AUROC'].max():.2f} según la pérdida, la mejor "
-    f"{PERDIDA[ae_s.iloc[0]['pérdida']]} ({ae_s.iloc[0]['AUROC']:.3f}). En la figura de las "
-    "defectuosas su mapa marca el anillo del cable intercambiado, el punto del aislamiento "
-    "perforado, la caja dañada y la pata doblada del transistor; en la cápsula marca sobre todo la "
-    "impresión «500», que no reproduce, más que la grieta o el rayón, y los rayones del tornillo "
-    "apenas se distinguen. La U-Net, en cambio, reconstruye el defecto (el cable sin "
-    "alambre sale sin alambre, el transistor ausente sale ausente): sus mapas, diez veces más "
-    "débiles, dibujan los bordes de toda la pieza, y su AUROC queda en "
+    f"El clásico detecta en las cuatro clases: AUROC de {ae_s['AUROC'].min():.2f} a "
+    f"{ae_s['AUROC'].max():.2f} según la pérdida (con una sola semilla; la más alta, "
+    f"{PERDIDA[ae_s.iloc[0]['pérdida']]}). Su mapa marca el anillo del cable intercambiado, el "
+    "aislamiento perforado, la caja dañada y la pata doblada del transistor; en la cápsula marca "
+    "sobre todo la impresión «500», que no reproduce, y los rayones del tornillo apenas se "
+    "distinguen. La U-Net reconstruye el defecto (el transistor ausente sale ausente): sus mapas, "
+    "diez veces más débiles, dibujan los bordes de la pieza, y su AUROC queda en "
     f"{unet_s['AUROC'].min():.2f}–{unet_s['AUROC'].max():.2f}, el azar. "
     + (
         f"Con un solo *skip*, el más profundo, `unet_coarse` vuelve a detectar ({coarse_s.iloc[0]:.3f})."
@@ -711,8 +741,14 @@ show_md(
 # AE_LAB_REAL=<carpeta con screw_matched, transistor, capsule> \
 #   python -m ae_lab.sweep sweeps/real.yaml --jobs 2 --group real-grid
 # python train.py model=unet_coarse loss=ssim ...   # la novena ejecución, con los valores fijos de la rejilla
+# python -m ae_lab.sweep sweeps/real_seeds.yaml --jobs 2 --group real-seeds   # semillas 1 y 2
 # make notebook                                # ejecuta este notebook y exporta tarea05.md
 # ```
 #
+# (la mejor U-Net y `unet_coarse` con las semillas 1 y 2: `python train.py -m model=... loss=...
+# seed=1,2` con los valores fijos de `sweeps/real_seeds.yaml` y `logger.group=real-seeds`.)
+#
 # Con una cuenta de W&B, las mismas órdenes registran en línea; sin ella, `wandb sync --sync-all`
-# sube después las carpetas `wandb/offline-run-*`.
+# sube después las carpetas `wandb/offline-run-*`. Las celdas de código que sólo leen W&B y arman
+# tablas están plegadas (en Jupyter se despliegan con un clic); todo el código está en
+# `notebooks/tarea05.py`.

@@ -99,9 +99,7 @@ def load_runs(
 
 def _api_run(run: Any, tmp: Path) -> RawRun:
     """A finished run with its history and scores table (downloaded); others without them."""
-    # W&B's summary values are dict-like objects json cannot write: `items()` makes them dicts.
-    plain = json.dumps(dict(run.summary.items()), default=lambda v: dict(v.items()))
-    summary = flatten(json.loads(plain))
+    summary = flatten(run.summary_metrics)
     raw = RawRun(run.id, run.name, run.group, run.state, dict(run.config), summary, run.url)
     name = raw.summary.get(f"{keys.TEST_SCORES}.path")
     if run.state != "finished" or not name:
@@ -269,6 +267,7 @@ def run_data(raw: list[RawRun], project: str, group: str | None, source: str, hi
         row |= dict(loss=cfg.get("loss", {}).get("name"), latent_dim=model.get("latent_dim"))
         row["classes"] = _classes(cfg.get("data", {}).get("categories"))
         row["image_size"] = cfg.get("data", {}).get("image_size")
+        row["seed"] = cfg.get("seed")
         row["checkpoint"] = run.summary.get(keys.CHECKPOINT_BEST)  # a path on the training machine
         # Dotted keys are media metadata (`test/scores.nrows`), not metrics.
         metrics = {k: v for k, v in run.summary.items() if k.startswith("test/") and "." not in k}

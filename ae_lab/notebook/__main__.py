@@ -90,7 +90,9 @@ def export_markdown(executed: Path) -> Path:
     folder is emptied first, so it holds only the images the new Markdown references."""
     shutil.rmtree(executed.parent / f"{executed.stem}_files", ignore_errors=True)
     priority = f"--NbConvertBase.display_data_priority={MARKDOWN_PRIORITY!r}"
-    cmd = [sys.executable, "-m", "nbconvert", "--to", "markdown", str(executed), priority]
+    # The cells tagged hide-input (folded in Jupyter) show only their output in the export too.
+    hide = "--TagRemovePreprocessor.remove_input_tags=hide-input"
+    cmd = [sys.executable, "-m", "nbconvert", "--to", "markdown", str(executed), priority, hide]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise AeLabError(f"Markdown export failed ({' '.join(cmd)}): {proc.stderr.strip()[-800:]}")
