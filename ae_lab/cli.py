@@ -6,7 +6,9 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -180,6 +182,11 @@ def run_cli(fn: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> dict
     sweep folder's name, `multirun/2025-06-01/12-00-00-3fa2b1` -> `2025-06-01_12-00-00-3fa2b1`).
     With `cfg.result_file` the metrics, or the error, are also written there as JSON.
     """
+    # A job started with `&` from a script inherits SIGINT ignored; Ctrl-C, `kill -INT` and the
+    # grid (which stops its runs with SIGINT) must still end the run as an interrupted one.
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # `mode` is None where a config was composed without a run (the compose API, tests).
     mode = HydraConfig.get().mode if HydraConfig.initialized() else None
     multirun = getattr(mode, "name", None) == "MULTIRUN"

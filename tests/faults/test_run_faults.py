@@ -49,11 +49,19 @@ def pause(marker: Path, stage: str, after_epoch: int = 0, hold: Path | None = No
     )
 
 
-def start(args: list[str]) -> subprocess.Popen:
+def start(args: list[str], sigint: signal.Handlers = signal.SIG_DFL) -> subprocess.Popen:
+    """`python train.py *args` with SIGINT as a terminal's foreground job has it (SIG_DFL), or as a
+    job a script starts with `&` inherits it (SIG_IGN)."""
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "train.py", *args]
     return subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -91,6 +99,19 @@ def test_a_signal_while_training_prints_a_resume_command_that_finishes_the_run(
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert json.loads((out / "result.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_sigint_ends_a_run_that_inherited_it_ignored(tiny_mvtec, tmp_path):
+    """A script's background job (`python train.py ... &`) starts with SIGINT ignored; `kill -INT`
+    and the grid, which stops its runs with SIGINT, must still end it as an interrupted run."""
+    out, marker = tmp_path / "run", tmp_path / "training"
+    proc = start([*overrides(tiny_mvtec, out), pause(marker, "fit")], sigint=signal.SIG_IGN)
+    wait_for(marker, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Resume it from its last checkpoint with:" in err or "start the run again" in err
 
 
 @pytest.mark.slow
