@@ -501,11 +501,15 @@ if REAL:
 
 # %% tags=["hide-input"] jupyter={"source_hidden": true}
 def por_semilla(conjunto: str, grupo: str) -> pd.DataFrame:
-    """AUROC de las configuraciones repetidas en `grupo`: una columna por semilla."""
+    """AUROC de las configuraciones repetidas en `grupo`: una columna por semilla, primero la de
+    la rejilla."""
     otras = load_runs(PROJECT, group=grupo, offline_dir=str(WANDB_DIR)).runs
-    runs = pd.concat([ANALISIS[conjunto].data.runs, otras])
-    t = runs.pivot_table(index=["model", "loss"], columns="seed", values=keys.TEST_IMAGE_AUROC)
-    return t.loc[otras.set_index(["model", "loss"]).index.unique()]
+    rejilla = ANALISIS[conjunto].data.runs
+    t = pd.concat([rejilla, otras]).pivot_table(
+        index=["model", "loss"], columns="seed", values=keys.TEST_IMAGE_AUROC
+    )
+    semillas = [*rejilla["seed"].unique(), *sorted(otras["seed"].unique())]
+    return t.loc[otras.set_index(["model", "loss"]).index.unique(), semillas]
 
 
 def nombre(model: str, loss: str) -> str:
