@@ -82,7 +82,7 @@ def check_lightning(cfg: DictConfig) -> None:
                 f"number of batches, e.g. trainer.{key}=1.0."
             )
     devices, accelerator = trainer.get("devices", "auto"), trainer.get("accelerator", "auto")
-    if isinstance(devices, int) and not isinstance(devices, bool):
+    if type(devices) is int:  # not a bool, not "auto" or a list
         gpu = accelerator in ("gpu", "cuda") or (
             accelerator == "auto" and torch.cuda.is_available()
         )

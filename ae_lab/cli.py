@@ -136,7 +136,12 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
     if lightning is not None:
         node = built or "trainer"
         why = str(lightning).rstrip(".")
-        named = [f"{node}.{k}" for k in OmegaConf.select(cfg, node) if re.search(rf"\b{k}\b", why)]
+        section = OmegaConf.select(cfg, node)
+        section = section if isinstance(section, DictConfig) else DictConfig({})
+        named = [f"{node}.{k}" for k in section if re.search(rf"\b{k}\b", why)]
+        # Hydra's full_key may name a node of ours (model, data), not Lightning's.
+        target = str(section.get("_target_", ""))
+        who = "Lightning" if target.startswith("lightning.") else f"`{target or node}`"
         shown = ", ".join(_shown(cfg, k) for k in named) or f"{node}.*"
         gpu = ""
         if cfg.trainer.get("accelerator") in ("gpu", "cuda") or "CUDA" in why:
@@ -145,7 +150,7 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
                 f"{torch.cuda.device_count()}); on the CPU use `trainer=default`."
             )
         return (
-            f"Lightning rejects a setting ({shown}): {why}. Fix it on the command line or in "
+            f"{who} rejects a setting ({shown}): {why}. Fix it on the command line or in "
             f"conf/{node.split('.')[0]}/.{gpu}"
         )
     return None

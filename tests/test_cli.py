@@ -54,6 +54,15 @@ def setting_error(cfg: DictConfig, tmp_path: Path) -> BaseException:
 
 
 # ---- library errors -> config keys ------------------------------------------------------------
+def test_an_unknown_argument_of_our_own_node_is_not_blamed_on_lightning():
+    cfg = compose_config(["+model.net.foo=1", "data.image_size=32", "model.net.depth=3"])
+    with pytest.raises(Exception) as caught:
+        hydra.utils.instantiate(cfg.model)
+    message = describe(caught.value, cfg)
+    assert message.startswith("`ae_lab.module.AutoencoderModule` rejects a setting (model.*)")
+    assert "unexpected keyword argument 'foo'" in message and "conf/model/" in message
+
+
 @pytest.mark.parametrize(
     ("override", "key", "fix"),
     [
