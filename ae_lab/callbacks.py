@@ -209,9 +209,8 @@ class WandbMediaCallback(Callback):
         epoch, metrics = trainer.current_epoch, trainer.callback_metrics
         self._last_epoch = epoch
         if keys.TRAIN_LOSS in metrics and keys.VAL_LOSS in metrics:  # validation ran before
-            self._losses.append(
-                (epoch, float(metrics[keys.TRAIN_LOSS]), float(metrics[keys.VAL_LOSS]))
-            )
+            losses = (float(metrics[keys.TRAIN_LOSS]), float(metrics[keys.VAL_LOSS]))
+            self._losses.append((epoch, *losses))
         every = {"recon": self.every_n_epochs, "tsne": self.tsne_every_n_epochs}
         self._last_logged = {media for media, n in every.items() if n > 0 and (epoch + 1) % n == 0}
         self._log_val_media(trainer, epoch, self._last_logged)
@@ -226,13 +225,8 @@ class WandbMediaCallback(Callback):
             # `train/loss` and `val/loss` against epoch in one chart (a line series): the
             # workspace otherwise gives every key its own panel.
             epochs, train, val = (list(x) for x in zip(*self._losses, strict=True))
-            chart = wandb.plot.line_series(
-                xs=epochs,
-                ys=[train, val],
-                keys=[keys.TRAIN_LOSS, keys.VAL_LOSS],
-                title="train/loss and val/loss",
-                xname=keys.EPOCH,
-            )
+            curves, title = [keys.TRAIN_LOSS, keys.VAL_LOSS], "train/loss and val/loss"
+            chart = wandb.plot.line_series(epochs, [train, val], curves, title, xname=keys.EPOCH)
             run.log({keys.TRAIN_VAL_LOSS: chart})
 
     def _log_val_media(self, trainer: L.Trainer, epoch: int, media: set[str]) -> None:
@@ -245,8 +239,7 @@ class WandbMediaCallback(Callback):
         payload: dict[str, Any] = {keys.EPOCH: epoch}
         if "recon" in media:
             rows = self._picked("val")
-            images = torch.stack([store["picked"][r][0] for r in rows])
-            recons = torch.stack([store["picked"][r][1] for r in rows])
+            images, recons = (torch.stack([store["picked"][r][i] for r in rows]) for i in (0, 1))
             caption = (
                 f"epoch {epoch}: originals (rows 1, 3, ...) above their reconstructions "
                 f"(rows 2, 4, ...); {len(rows)} fixed validation images, classes round-robin"

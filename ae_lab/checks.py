@@ -32,17 +32,9 @@ def check_settings(cfg: DictConfig) -> None:
             "outputs/<date>/<time>-<run>/checkpoints/last.ckpt."
         )
         raise AeLabError(f"Checkpoint not found: ckpt_path={cfg.ckpt_path} {fix}")
-    seed = cfg.seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise AeLabError(
-            f"seed={seed!r} must be an integer in [0, 2**32 - 1] (numpy's range), e.g. seed=42."
-        )
-    epochs = cfg.trainer.get("max_epochs")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 100_000:
-        raise AeLabError(
-            f"trainer.max_epochs={epochs!r} must be an integer from 1 to 100000 (Lightning reads "
-            "-1 as 'train forever'), e.g. trainer.max_epochs=30."
-        )
+    check_integer("seed", cfg.seed, 0, 2**32 - 1, " (numpy's range), e.g. seed=42")
+    forever = " (Lightning reads -1 as 'train forever'), e.g. trainer.max_epochs=30"
+    check_integer("trainer.max_epochs", cfg.trainer.get("max_epochs"), 1, 100_000, forever)
     check_lightning(cfg)
     limit = cfg.trainer.get("limit_test_batches", 1.0)
     if cfg.test and not (isinstance(limit, float) and limit == 1.0):
@@ -58,22 +50,25 @@ def check_settings(cfg: DictConfig) -> None:
 TRAINER_COUNTS = {"log_every_n_steps": 1, "check_val_every_n_epoch": 1, "num_sanity_val_steps": -1}
 
 
+def check_integer(key: str, value: Any, low: int, high: int | None = None, hint: str = "") -> None:
+    """Raise AeLabError unless `value` is an integer (not a bool) from `low` to `high`."""
+    if not (type(value) is int and low <= value <= (value if high is None else high)):
+        bounds = f">= {low}" if high is None else f"from {low} to {high}"
+        raise AeLabError(f"{key}={value!r} must be an integer {bounds}{hint}.")
+
+
 def check_lightning(cfg: DictConfig) -> None:
     """The Trainer and callback settings Lightning would reject late or without naming them, or
     obey to the machine's harm: a devices count above what the machine has starts that many
     processes."""
     trainer = cfg.trainer
     for name, node in (cfg.get("callbacks") or {}).items():
-        top_k = node.get("save_top_k") if isinstance(node, DictConfig) else None
-        if top_k is not None and not (type(top_k) is int and top_k >= -1):
-            raise AeLabError(
-                f"callbacks.{name}.save_top_k={top_k!r} must be an integer >= -1 (-1 keeps "
-                "every checkpoint)."
-            )
+        if isinstance(node, DictConfig) and node.get("save_top_k") is not None:
+            keep_all = " (-1 keeps every checkpoint)"
+            check_integer(f"callbacks.{name}.save_top_k", node.save_top_k, -1, hint=keep_all)
     for key, least in TRAINER_COUNTS.items():
-        value = trainer.get(key, least)
-        if value is not None and not (type(value) is int and value >= least):
-            raise AeLabError(f"trainer.{key}={value!r} must be an integer >= {least}.")
+        if trainer.get(key) is not None:
+            check_integer(f"trainer.{key}", trainer[key], least)
     for key in ("limit_train_batches", "limit_val_batches"):
         value = trainer.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -104,12 +99,8 @@ def check_run(cfg: DictConfig, module: AutoencoderModule, datamodule: Any) -> No
     for part in (module.scoring, module.loss_fn):  # SSIM windows, reflect-padded inside the image
         window = getattr(part, "window_size", None)
         if window is not None and window // 2 >= size:
-            raise SettingError(
-                type(part),
-                "window_size",
-                f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
-                f"below {2 * size}",
-            )
+            why = f"window_size={window} does not fit a {size}-pixel image: use an odd window_size"
+            raise SettingError(type(part), "window_size", f"{why} below {2 * size}")
     if cfg.test and datamodule.table("test").empty:
         raise AeLabError(datamodule.no_test_images_message())
     dry_run(module, size)
@@ -119,16 +110,9 @@ def dry_run(module: AutoencoderModule, size: int) -> None:
     """Two blank images through the network, the loss and the scoring (eval mode, no gradient):
     a setting that would fail in the first step, or after training in the test step, fails now."""
     x = torch.full((2, 3, size, size), 0.5)
-    batch = Batch(
-        image=x,
-        label=torch.tensor([0, 1]),
-        mask=torch.zeros(2, 1, size, size),
-        has_mask=torch.tensor([False, True]),
-        index=torch.arange(2),
-        category=["dry", "dry"],
-        defect=["good", "dry"],
-        path=["", ""],
-    )
+    masks = {"mask": torch.zeros(2, 1, size, size), "has_mask": torch.tensor([False, True])}
+    meta = {"index": torch.arange(2), "category": ["dry"] * 2, "defect": ["good", "dry"]}
+    batch = Batch(x, torch.tensor([0, 1]), **masks, **meta, path=["", ""])
     training = module.training
     module.eval()
     try:
@@ -197,24 +181,20 @@ def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
             "a Lightning checkpoint written by train.py. Point `ckpt_path` to a run's "
             "checkpoints/last.ckpt."
         )
-    saved = (ckpt.get("hyper_parameters") or {}).get("config") or {}
-    wanted = module.state_dict()
-    wrong = sorted(set(state) ^ set(wanted)) or [
-        k for k in wanted if state[k].shape != wanted[k].shape
-    ]
-    if wrong:
-        model, data = saved.get("model") or {}, saved.get("data") or {}
-        overrides = [
-            f"model={model.get('name')}",
-            f"model.latent_dim={model.get('latent_dim')}",
-            f"data.image_size={data.get('image_size')}",
-        ]
+    saved = OmegaConf.create((ckpt.get("hyper_parameters") or {}).get("config") or {})
+    wanted = {k: v.shape for k, v in module.state_dict().items()}
+    wrong = sorted(set(state) ^ set(wanted)) or [k for k in wanted if state[k].shape != wanted[k]]
+    if wrong:  # `model=ae model.latent_dim=128 data.image_size=256` of the checkpoint and the run
+        keys = ("model.name", "model.latent_dim", "data.image_size")
+        was, now = (
+            [f"{k.removesuffix('.name')}={OmegaConf.select(c, k)}" for k in keys]
+            for c in (saved, cfg)
+        )
         raise AeLabError(
             f"The checkpoint ckpt_path={path} does not fit the model of this run "
-            f"(model={cfg.model.name}, model.latent_dim={cfg.model.latent_dim}, data.image_size="
-            f"{cfg.data.image_size}): e.g. the weights {', '.join(wrong[:3])} differ. It was "
-            f"trained with {', '.join(overrides)}: evaluate or resume it with the same "
-            f"settings, e.g. `{' '.join(overrides)}`."
+            f"({', '.join(now)}): e.g. the weights {', '.join(wrong[:3])} differ. It was "
+            f"trained with {', '.join(was)}: evaluate or resume it with the same "
+            f"settings, e.g. `{' '.join(was)}`."
         )
     bad = non_finite_tensors(state)
     if bad:
@@ -224,7 +204,7 @@ def check_checkpoint(cfg: DictConfig, module: torch.nn.Module) -> None:
             "meaningless. Use an earlier checkpoint, or train again with a lower `optimizer.lr`."
         )
     for key in ("loss.name", "data.categories"):  # resuming must go on training the same thing
-        before, now = OmegaConf.select(OmegaConf.create(saved), key), OmegaConf.select(cfg, key)
+        before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
         if cfg.train and before is not None and before != now:
             raise AeLabError(
                 f"The checkpoint ckpt_path={path} was trained with {key}={before}, this run has "

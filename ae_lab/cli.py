@@ -30,11 +30,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 def check_output_root(argv: list[str]) -> None:
     """Exit with one paragraph when the folder Hydra creates for the run cannot be made: the
     root from `AE_LAB_OUTPUTS`, `hydra.run.dir=` or `hydra.sweep.dir=` is a file or read-only."""
-    roots = [("AE_LAB_OUTPUTS", os.environ.get("AE_LAB_OUTPUTS"))]
-    roots += [
-        tuple(a.split("=", 1)) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))
-    ]
-    for key, value in roots:
+    dirs = [a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    for key, value in [("AE_LAB_OUTPUTS", os.environ.get("AE_LAB_OUTPUTS")), *dirs]:
         path = Path(value or ".")
         while not path.exists():  # the first folder that exists is where Hydra creates its own
             path = path.parent
@@ -77,9 +74,7 @@ def setting_keys(cfg: DictConfig, error: SettingError) -> list[str]:
     """The config keys that set the arguments `error` names, through interpolations."""
     target = f"{error.owner.__module__}.{error.owner.__qualname__}"
     paths = [path for path, found in _targets(cfg) if found == target]
-    keys = [
-        _source(cfg, f"{path}.{name}" if path else name) for path in paths for name in error.names
-    ]
+    keys = [_source(cfg, f"{path}.{name}".lstrip(".")) for path in paths for name in error.names]
     return list(dict.fromkeys(keys))
 
 
@@ -116,11 +111,8 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
         fix = f"optimizer.lr={lr:g} now, try 10x lower" if lr else "optimizer.lr=..."
         if not cfg.trainer.get("gradient_clip_val"):
             fix += ", or clip gradients with trainer.gradient_clip_val=1.0"
-        evaluate = (
-            f" Evaluate that checkpoint with `train=false ckpt_path={diverged.last_checkpoint}`."
-            if diverged.last_checkpoint
-            else ""
-        )
+        last = diverged.last_checkpoint
+        evaluate = f" Evaluate that checkpoint with `train=false ckpt_path={last}`." if last else ""
         # Resuming would restore the optimizer's state, learning rate included: start again.
         return f"{diverged}{evaluate} Train again with a lower learning rate ({fix})."
     user = next((e for e in chain if isinstance(e, AeLabError)), None)
@@ -129,9 +121,7 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
     # Lightning rejects values when Hydra builds the Trainer or a callback (Hydra's message then
     # ends with `full_key: <node>`; a TypeError or ValueError too), some only when fitting.
     built = next((m[1] for e in chain if (m := re.search(r"full_key: (\S+)$", str(e)))), None)
-    kinds = (
-        (MisconfigurationException, TypeError, ValueError) if built else MisconfigurationException
-    )
+    kinds = (MisconfigurationException, TypeError, ValueError)[: 3 if built else 1]
     lightning = next((e for e in chain if isinstance(e, kinds)), None)
     if lightning is not None:
         node = built or "trainer"
@@ -172,9 +162,7 @@ def interrupted_advice(stop: RunInterrupted) -> str:
         command = shlex.join([*args, "train=false", f"ckpt_path={ckpt}"])
         return f"Training had finished; evaluate its checkpoint with:\n  {command}"
     if not last.is_file():
-        return (
-            "No checkpoint was written yet (interrupted in the first epoch): start the run again."
-        )
+        return "No checkpoint yet (interrupted in the first epoch): start the run again."
     return f"Resume it from its last checkpoint with:\n  {shlex.join([*args, f'ckpt_path={last}'])}"
 
 
@@ -230,11 +218,8 @@ def write_result(cfg: DictConfig, result: dict[str, Any], start: float) -> None:
     if not cfg.get("result_file") or rank_zero_only.rank != 0:
         return
     status = result.get("status") or ("failed" if "error" in result else "ok")
-    result = result | {
-        "status": status,
-        "seconds": time.monotonic() - start,
-        "torch_threads": torch.get_num_threads(),
-    }
+    timing = {"seconds": time.monotonic() - start, "torch_threads": torch.get_num_threads()}
+    result = result | {"status": status} | timing
     path = Path(cfg.result_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))

@@ -3,6 +3,7 @@ paragraph) and `SettingError` (an argument of a library class out of range: the 
 turns its argument names into config keys, `ae_lab.cli.describe`)."""
 
 import sys
+from math import inf
 
 
 def error_line(message: str) -> None:
@@ -31,22 +32,16 @@ class SettingError(ValueError):
 
 
 def check_number(
-    owner: type,
-    name: str,
-    value: object,
-    low: float = -float("inf"),
-    high: float = float("inf"),
-    integer: bool = False,
-    low_open: bool = False,
+    owner: type, name: str, value: object, low=-inf, high=inf, integer=False, low_open=False
 ) -> None:
     """Raise SettingError unless `value` is a finite number (an int if `integer`) in the range
     [low, high] ((low, high] with `low_open`); a bool or a string is never a number here."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = number and value == value and abs(value) != float("inf")  # NaN and inf
+    # NaN fails the range test below
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and abs(value) != inf
     ok = ok and (not integer or float(value).is_integer())
     ok = ok and (low < value if low_open else low <= value) and value <= high
     if not ok:
         kind = "an integer" if integer else "a finite number"
         bound = f"> {low:g}" if low_open else f">= {low:g}"
-        where = f"{bound} and <= {high:g}" if high != float("inf") else bound
+        where = f"{bound} and <= {high:g}" if high != inf else bound
         raise SettingError(owner, name, f"{name}={value!r} must be {kind} {where}")

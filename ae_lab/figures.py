@@ -291,10 +291,8 @@ def reconstruction_comparison(
     for ax, row_title in zip(axes[:, 0], row_titles, strict=True):
         ax.set_ylabel(row_title, fontsize=7, rotation=0, ha="right", va="center")
     if models:
-        map_axes = axes[:, 2 : 1 + 2 * len(models) : 2].ravel().tolist()
-        bar = fig.colorbar(
-            axes[0, 2].images[0], ax=map_axes, location="bottom", shrink=0.5, aspect=40
-        )
+        maps = axes[:, 2 : 1 + 2 * len(models) : 2].ravel().tolist()
+        bar = fig.colorbar(axes[0, 2].images[0], ax=maps, location="bottom", shrink=0.5, aspect=40)
         bar.set_label(f"mapa de anomalía, una escala para todos: 0 a {vmax:.2g}", fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig

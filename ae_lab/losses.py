@@ -72,24 +72,20 @@ class SSIMLoss(ReconstructionLoss):
         return 1.0 - ssim.mean(dim=1, keepdim=True)
 
 
-class SSIML1Loss(ReconstructionLoss):
+class SSIML1Loss(SSIMLoss):
     """alpha * SSIMLoss + (1 - alpha) * L1Loss, the mix of Zhao et al. (alpha = 0.84).
 
     SSIM alone is insensitive to uniform brightness and colour shifts; the L1 term anchors them.
     """
 
     def __init__(self, window_size: int = 11, alpha: float = 0.84) -> None:
-        super().__init__()
-        check_window_size(type(self), window_size)
+        super().__init__(window_size)
         check_number(type(self), "alpha", alpha, 0.0, 1.0)
         self.alpha = alpha
-        self.window_size = window_size
-        self.ssim = SSIMLoss(window_size)
-        self.l1 = L1Loss()
 
     def error_map(self, recon: Tensor, target: Tensor) -> Tensor:
-        ssim, l1 = self.ssim.error_map(recon, target), self.l1.error_map(recon, target)
-        return self.alpha * ssim + (1 - self.alpha) * l1
+        l1 = L1Loss.error_map(self, recon, target)
+        return self.alpha * super().error_map(recon, target) + (1 - self.alpha) * l1
 
 
 def error_kind(name: str, window_size: int = 11) -> ReconstructionLoss:

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import ndimage
+from scipy.stats import rankdata
 from sklearn.metrics import auc, precision_recall_curve
 from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc
 
 from ae_lab import keys
 
@@ -30,9 +29,8 @@ def _skip(key: str, why: str) -> None:
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Exact ROC AUC of `scores` ranking label 1 above label 0; NaN where undefined (one label
-    only, non-finite scores). Image and pixel level alike (torchmetrics sorts in torch, faster
-    than scikit-learn on millions of pixels)."""
+    """Exact ROC AUC of `scores` ranking label 1 above label 0 (ties count half); NaN where
+    undefined (one label only, non-finite scores). Image and pixel level alike."""
     return _auroc(np.asarray(labels), np.asarray(scores))[0]
 
 
@@ -43,48 +41,48 @@ def _auroc(labels: np.ndarray, scores: np.ndarray, what: str = "") -> tuple[floa
         return math.nan, f"{what} has only {kind} samples ({labels.size}), so AUROC is undefined"
     if not np.isfinite(scores).all():
         return math.nan, f"{what} has non-finite scores"
-    # A copy: pandas hands out read-only arrays, which torch cannot wrap.
-    values = np.array(scores, dtype=np.result_type(scores.dtype, np.float32)).ravel()
-    low, high = values.min(), values.max()
-    if (low < 0 or high > 1) and high > low:
-        # torchmetrics takes scores outside [0, 1] for logits and applies a sigmoid, which rounds
-        # every score above ~17 (float32) or ~37 (float64) to 1.0: ties; rescaling keeps the order.
-        values = (values - low) / (high - low)
-    value = binary_auroc(
-        torch.from_numpy(values),
-        torch.from_numpy(np.array(labels, dtype=np.int64).ravel()),
-        validate_args=False,
-    )
-    return float(value), ""
+    return float(rank_auroc(labels.reshape(1, -1), scores.reshape(1, -1))[0]), ""
 
 
 ALL = "all"  # the `defect` of a class-level row: good vs every defect of the class
 
 
-def class_mean_auroc(
-    labels: list[np.ndarray], scores: list[np.ndarray], rng: np.random.Generator | None = None
-) -> float:
+def class_mean_auroc(labels: list[np.ndarray], scores: list[np.ndarray]) -> float:
     """Mean of the per-class AUROCs (`test/image_auroc`: classes whose scores live on different
-    scales are not ranked against each other, MVTec's convention); with `rng`, of one bootstrap
-    replicate that resamples each class's good and defective images separately (counts kept)."""
-    values = []
-    for y, s in zip(labels, scores, strict=True):
-        if rng is not None:
-            pick = [rng.choice(np.flatnonzero(y == k), np.sum(y == k)) for k in (0, 1)]
-            y, s = y[np.concatenate(pick)], s[np.concatenate(pick)]
-        values.append(auroc(y, s))
-    return float(np.mean(values))
+    scales are not ranked against each other, MVTec's convention)."""
+    return float(np.mean([auroc(y, s) for y, s in zip(labels, scores, strict=True)]))
+
+
+def rank_auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUROC of each row of labels and scores [B,n] (Mann-Whitney: ties count half), NaN for a
+    row with one label only or non-finite scores; one vectorised pass for many replicates."""
+    ranks = rankdata(scores, axis=1)
+    n_pos = labels.sum(axis=1)
+    n_neg = labels.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = ((ranks * labels).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where(np.isfinite(scores).all(axis=1) & (n_pos * n_neg > 0), value, np.nan)
 
 
 def bootstrap_class_mean_auroc(
     labels: list[np.ndarray], scores: list[np.ndarray], n_boot: int = 1000, seed: int = 0
 ) -> np.ndarray:
-    """`n_boot` bootstrap replicates of `class_mean_auroc` (per class: labels and scores [n_c]).
-    The draws depend only on `labels` and `seed`, so two runs scored on the same images (same
-    classes, same order) are resampled jointly: the difference of their replicates is the paired
-    bootstrap of their difference, in which what the images do to both runs cancels."""
+    """`n_boot` bootstrap replicates of `class_mean_auroc` (per class: labels and scores [n_c]),
+    each resampling every class's good and defective images separately (counts kept). The draws
+    depend only on `labels` and `seed`, so two runs scored on the same images (same classes, same
+    order) are resampled jointly: the difference of their replicates is the paired bootstrap of
+    their difference, in which what the images do to both runs cancels."""
     rng = np.random.default_rng(seed)
-    return np.array([class_mean_auroc(labels, scores, rng) for _ in range(n_boot)])
+    pools = [[np.flatnonzero(y == k) for k in (0, 1)] for y in labels]
+    draws = [
+        [np.concatenate([rng.choice(p, p.size) for p in pool]) for pool in pools]
+        for _ in range(n_boot)
+    ]
+    per_class = []
+    for c, (y, s) in enumerate(zip(labels, scores, strict=True)):
+        picks = np.stack([draw[c] for draw in draws])  # [n_boot, n_c]
+        per_class.append(rank_auroc(y[picks], s[picks]))
+    return np.mean(per_class, axis=0)
 
 
 def defect_aurocs(scores: pd.DataFrame, column: str = "score", warn: bool = False) -> pd.DataFrame:

@@ -81,7 +81,9 @@ class AutoencoderModule(L.LightningModule):
     ) -> None:
         super().__init__()
         given = dict(net=net, loss=loss, optimizer=optimizer, scheduler=scheduler, scoring=scoring)
-        configs = {k: plain(v) for k, v in given.items() if isinstance(v, Mapping)}
+        # Plain dicts and lists: what a checkpoint stores and torch.load(weights_only=True) reads.
+        plain = {k: OmegaConf.create(v) for k, v in given.items() if isinstance(v, Mapping)}
+        configs = {k: OmegaConf.to_container(v, resolve=True) for k, v in plain.items()}
         self.save_hyperparameters(
             configs | {"kl_beta": kl_beta, "name": name, "latent_dim": latent_dim}, logger=False
         )
@@ -92,11 +94,8 @@ class AutoencoderModule(L.LightningModule):
         check_number(AutoencoderModule, "kl_beta", kl_beta, 0.0, 1e6)
         self.kl_beta, self.name = kl_beta, name
         if latent_dim is not None and getattr(self.net, "latent_dim", latent_dim) != latent_dim:
-            raise SettingError(
-                AutoencoderModule,
-                "latent_dim",
-                f"latent_dim={latent_dim} differs from the network's {self.net.latent_dim}",
-            )
+            why = f"latent_dim={latent_dim} differs from the network's {self.net.latent_dim}"
+            raise SettingError(AutoencoderModule, "latent_dim", why)
         self._check_optimizer()
         self._test_batches: list[tuple[pd.DataFrame, Tensor, Tensor]] = []
         self._val_non_finite = False
@@ -106,17 +105,15 @@ class AutoencoderModule(L.LightningModule):
     def _check_optimizer(self) -> None:
         """Build the optimizer and scheduler once on a dummy parameter: a bad value (a negative
         learning rate, a string) fails now, not inside fit."""
+        part = "optimizer"
         try:
             trial = self.optimizer_factory(params=[nn.Parameter(torch.zeros(1))])
+            part = "scheduler"
+            if self.scheduler_factory is not None:
+                steps = {"total_steps": 10} if wants_total_steps(self.scheduler_factory) else {}
+                self.scheduler_factory(optimizer=trial, **steps)
         except (TypeError, ValueError) as exc:
-            raise SettingError(AutoencoderModule, "optimizer", f"the optimizer: {exc}") from exc
-        if self.scheduler_factory is None:
-            return
-        steps = {"total_steps": 10} if wants_total_steps(self.scheduler_factory) else {}
-        try:
-            self.scheduler_factory(optimizer=trial, **steps)
-        except (TypeError, ValueError) as exc:
-            raise SettingError(AutoencoderModule, "scheduler", f"the scheduler: {exc}") from exc
+            raise SettingError(AutoencoderModule, part, f"the {part}: {exc}") from exc
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # A resumed run may be longer (`max_epochs` raised): keep the new run's length, computed
@@ -143,16 +140,8 @@ class AutoencoderModule(L.LightningModule):
         if not torch.isfinite(loss):
             # Raise before the optimizer step so the weights (and last.ckpt) stay finite.
             raise self._diverged(f"the training loss became {loss.item()}")
-        # sync_dist: under DDP, the mean over every rank's batches.
-        self.log(
-            keys.TRAIN_LOSS,
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(batch),
-            sync_dist=True,
-        )
+        sync = {"batch_size": len(batch), "sync_dist": True}  # DDP: the mean over every rank
+        self.log(keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, **sync)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Predictions:
@@ -227,9 +216,8 @@ class AutoencoderModule(L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> Predictions:
         out = self.predict(batch)
         # float16 halves the memory of the stacked maps; ranking metrics don't need more.
-        self._test_batches.append(
-            (out.scores, out.anomaly_map.half().cpu(), batch.mask.bool().cpu())
-        )
+        maps = out.anomaly_map.half().cpu()
+        self._test_batches.append((out.scores, maps, batch.mask.bool().cpu()))
         return out
 
     def on_test_epoch_end(self) -> None:
@@ -245,8 +233,7 @@ class AutoencoderModule(L.LightningModule):
             scores["has_mask"].to_numpy(),
             labels=scores["label"].to_numpy(),  # defective images without a mask are left out
         )
-        for key, value in metrics.items():
-            self.log(key, value)
+        self.log_dict(metrics)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -263,11 +250,3 @@ class AutoencoderModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": interval},
         }
-
-
-def plain(config: Mapping) -> dict[str, Any]:
-    """A `_target_` config as plain dicts and lists (what a checkpoint stores and
-    `torch.load(weights_only=True)` reads back)."""
-    if OmegaConf.is_config(config):
-        return OmegaConf.to_container(config, resolve=True)
-    return {k: plain(v) if isinstance(v, Mapping) else v for k, v in config.items()}

@@ -77,8 +77,7 @@ def anomaly_map(x: Tensor, recon: Tensor, scoring: Scoring | None = None) -> Ten
     # Truncate the Gaussian at 4 sigma (scipy's default), inside the image for reflect padding.
     ksize = min(2 * round(4 * scoring.sigma) + 1, 2 * (min(x.shape[-2:]) // 2) - 1)
     if scoring.sigma > 0 and ksize >= 3:
-        sigma = (scoring.sigma, scoring.sigma)
-        amap = kornia.filters.gaussian_blur2d(amap, (ksize, ksize), sigma)
+        amap = kornia.filters.gaussian_blur2d(amap, (ksize, ksize), (scoring.sigma,) * 2)
     return amap
 
 

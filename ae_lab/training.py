@@ -179,14 +179,8 @@ def build_trainer(
     settings: DictConfig, logger: Logger | None, callbacks: list[Callback], out_dir: Path, **kw
 ) -> L.Trainer:
     """The Lightning Trainer of `settings` (`cfg.trainer`); `kw` overrides them."""
-    return hydra.utils.instantiate(
-        settings,
-        logger=logger if logger is not None else False,
-        callbacks=callbacks,
-        default_root_dir=str(out_dir),
-        plugins=[AtomicCheckpointIO()],
-        **kw,
-    )
+    kw |= dict(callbacks=callbacks, default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()])
+    return hydra.utils.instantiate(settings, logger=logger if logger is not None else False, **kw)
 
 
 def check_trained(trainer: L.Trainer) -> None:
@@ -241,11 +235,8 @@ def hyperparams(cfg: DictConfig, logger: Logger) -> dict[str, Any]:
 def finish_wandb(logger: WandbLogger, exit_code: int) -> dict[str, Any]:
     """Close the W&B run (marked failed unless `exit_code` is 0); where it is and its mode."""
     run = logger.experiment
-    where = {
-        "wandb_dir": str(Path(run.dir).parent),
-        "wandb_url": None if run.offline else run.url,
-        "wandb_mode": "offline" if run.offline else "online",
-    }
+    url, mode = (None, "offline") if run.offline else (run.url, "online")
+    where = {"wandb_dir": str(Path(run.dir).parent), "wandb_url": url, "wandb_mode": mode}
     run.finish(exit_code=exit_code)
     return where
 

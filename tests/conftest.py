@@ -116,3 +116,22 @@ def _offline_env(tmp_path_factory: pytest.TempPathFactory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = old
+
+
+# The longest modules first (pytest --durations): `make test`'s two xdist workers take tests in
+# collection order, so the notebook's run starts at once instead of near the end, alone.
+LONGEST_FIRST = (
+    "tests/test_notebook.py",
+    "tests/faults/test_grid.py",
+    "tests/faults/test_run_faults.py",
+    "tests/test_sweeps.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> tuple[int, bool]:
+        path = item.nodeid.split("::")[0]
+        first = LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+        return first, item.get_closest_marker("slow") is None
+
+    items.sort(key=rank)

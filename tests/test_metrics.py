@@ -6,11 +6,14 @@ import torch
 from ae_lab import keys
 from ae_lab.metrics import (
     aupro,
+    auroc,
+    bootstrap_class_mean_auroc,
     class_mean_auroc,
     f1_max,
     image_metrics,
     pixel_metrics,
     pro_curve,
+    rank_auroc,
 )
 
 
@@ -127,13 +130,15 @@ def test_class_mean_auroc_and_its_bootstrap_replicates():
     labels = [np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])]
     scores = [np.array([0.1, 0.2, 0.3, 0.4]), np.array([0.5, 0.9, 0.1, 0.8])]
     assert class_mean_auroc(labels, scores) == pytest.approx((1.0 + 2 / 3) / 2)
-    reps = [class_mean_auroc(labels, scores, np.random.default_rng(s)) for s in range(40)]
+    reps = bootstrap_class_mean_auroc(labels, scores, n_boot=40)
     assert len(set(reps)) > 1 and all(0.0 <= r <= 1.0 for r in reps)
     # Each class keeps its counts of good and defective images: a perfect class stays perfect.
-    perfect = [labels[0]], [scores[0]]
-    assert {class_mean_auroc(*perfect, np.random.default_rng(s)) for s in range(10)} == {1.0}
-    same = [class_mean_auroc(labels, scores, np.random.default_rng(7)) for _ in range(2)]
-    assert same[0] == same[1]
+    assert set(bootstrap_class_mean_auroc([labels[0]], [scores[0]], n_boot=10)) == {1.0}
+    np.testing.assert_array_equal(reps, bootstrap_class_mean_auroc(labels, scores, n_boot=40))
+    # Ties count half, as in `auroc`; one label only is undefined.
+    tied = np.array([[0, 1, 0, 1]]), np.array([[0.5, 0.5, 0.1, 0.9]])
+    assert rank_auroc(*tied)[0] == auroc(tied[0][0], tied[1][0]) == 0.875
+    assert np.isnan(rank_auroc(np.array([[1, 1]]), np.array([[0.1, 0.2]])))[0]
 
 
 def _two_region_masks(n_good: int = 3, size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -242,42 +242,6 @@ def run_panels(data: RunData, run: pd.Series, notes: list[str]) -> dict[str, Fig
 
 # ---- the report folder --------------------------------------------------------------------------
 TEMPLATE = Path(__file__).with_name("index.html.j2")
-HEADERS = {  # the page's language; the CSV files keep the column names
-    "label": "ejecución",
-    "model": "modelo",
-    "loss": "pérdida",
-    "category": "clase",
-    "defect": "defecto",
-    "good_mean": "media buenas",
-    "defect_mean": "media defecto",
-    "gap_std": "distancia (desv. est.)",
-    "auroc": "AUROC",
-    "final_train_loss": "train/loss final",
-    "final_val_loss": "val/loss final",
-    "low": "IC95 inf.",
-    "high": "IC95 sup.",
-    "comparison": "comparación",
-    "run_a": "ejecución A",
-    "run_b": "ejecución B",
-    "difference": "diferencia A − B",
-    "p_le_0": "fracción ≤ 0",
-    "n_good": "n buenas",
-    "n_defect": "n defectuosas",
-    "mean_grey": "gris medio",
-    "grey_std": "desv. est. del gris",
-    "noise": "ruido",
-    "focus": "enfoque",
-    "position": "posición",
-}
-RUN_COLUMNS = [
-    "label",
-    "model",
-    "loss",
-    "final_train_loss",
-    "final_val_loss",
-    f"final_{keys.VAL_L1}",
-    f"final_{keys.VAL_ONE_MINUS_SSIM}",
-]
 
 
 def slug(key: str) -> str:
@@ -301,13 +265,6 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
         return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
     return frame.rename(columns=text).map(text)
-
-
-def _html_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    table = frame.rename(columns=HEADERS).to_html(
-        index=False, classes="tbl", float_format=f"{{:.{digits}f}}".format, na_rep=""
-    )
-    return f'<div class="scroll">{table}</div>'
 
 
 def tables_of(a: Analysis) -> dict[str, pd.DataFrame]:
@@ -336,11 +293,11 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
             (tmp / f"{name}.md").write_text(frame.to_markdown(floatfmt=".3f") + "\n")
         (tmp / "ranking.md").write_text("".join(f"- {line}\n" for line in analysis.ranking))
         for key, fig in analysis.figures.items():
-            path = tmp / "figures" / slug(key)
+            path = tmp / "figures" / slug(key)  # a slug may hold dots: no `with_suffix`
             if isinstance(fig, Figure):
-                fig.savefig(path.with_suffix(".png"))
+                fig.savefig(f"{path}.png")
             else:
-                fig.write_html(path.with_suffix(".html"), include_plotlyjs="../plotly.min.js")
+                fig.write_html(f"{path}.html", include_plotlyjs="../plotly.min.js")
         histograms = {}  # per class, of each architecture's best run: a panel per defect type
         for label, run_id in analysis.best_runs[["label", "run_id"]].itertuples(index=False):
             for cat, part in data.scores[data.scores["run_id"] == run_id].groupby("category"):
@@ -348,16 +305,9 @@ def write_report(analysis: Analysis, data: RunData, out_dir: str | Path) -> Path
                 histograms.setdefault(label, {})[cat] = png
                 figures.defect_histograms(part, cat).savefig(tmp / png)
         intervals = tables.auroc_intervals(data.runs, data.scores)
-        page = jinja2.Template(TEMPLATE.read_text(encoding="utf-8"), autoescape=True).render(
-            data=data,
-            warnings=[*data.skipped, *analysis.warnings],
-            intervals=_html_table(intervals.sort_values("auroc", ascending=False)),
-            differences=_html_table(analysis.differences),
-            baselines=_html_table(analysis.baselines),
-            models=sorted(data.runs["model"].dropna().unique()),
-            histograms=histograms,
-            gaps=_html_table(analysis.score_gaps.sort_values("gap_std").head(10)),
-            run_table=_html_table(analysis.run_table[RUN_COLUMNS], 4),
+        template = jinja2.Template(TEMPLATE.read_text(encoding="utf-8"), autoescape=True)
+        page = template.render(
+            data=data, analysis=analysis, intervals=intervals, histograms=histograms
         )
         (tmp / "index.html").write_text(page, encoding="utf-8")
         with FileLock(out.parent / f".{out.name}.lock"):  # swap the finished folder in
@@ -380,8 +330,10 @@ def log_analysis_run(analysis: Analysis, data: RunData, report_dir: Path) -> Log
     import wandb
 
     mode = wandb_mode(data)
-    payload = {
-        key: figures.wandb_image(fig) if isinstance(fig, Figure) else wandb.Plotly(fig)
+    payload = {  # the report's PNG files: rendering a figure once is a third of the analysis
+        key: wandb.Image(str(report_dir / "figures" / f"{slug(key)}.png"))
+        if isinstance(fig, Figure)
+        else wandb.Plotly(fig)
         for key, fig in analysis.figures.items()
     }
     for name, frame in tables_of(analysis).items():

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from filelock import FileLock
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_convert
 from tqdm.auto import tqdm
 
 from ae_lab.batch import Batch
@@ -146,11 +146,6 @@ class EpochShuffle(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return iter(torch.randperm(self.n, generator=generator).tolist())
-
-
-def _as_is(batch: Batch) -> Batch:
-    """The DataLoader's collate_fn: `__getitems__` built the batch already."""
-    return batch
 
 
 def _usable_workers(requested: int) -> int:
@@ -295,7 +290,7 @@ class MVTecDataModule(LightningDataModule):
             self.dataset(split),
             batch_size=self.batch_size,
             sampler=EpochShuffle(len(self.dataset(split)), self.seed) if shuffle else None,
-            collate_fn=_as_is,
+            collate_fn=default_convert,  # `__getitems__` built the Batch: kept as it is
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

@@ -83,10 +83,8 @@ def fetch(url: str, dest: Path, sha256: str | None, progress: bool = True) -> Pa
             ) from err
         part.replace(dest)
     if sha256 is not None:
-        digest = hashlib.sha256()
         with dest.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+            digest = hashlib.file_digest(f, "sha256")
         if digest.hexdigest() != sha256:
             dest.unlink()
             raise AeLabError(
