@@ -35,10 +35,19 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-# The hand-in: execute notebooks/tarea05.py (jupytext) into tarea05.ipynb + tarea05.md (commit both),
-# reading the W&B groups real-grid and demo-grid (README: The hand-in notebook).
+# The hand-in: notebooks/tarea05.py (jupytext) executed by papermill into $(NOTEBOOK_OUT) and exported
+# to Markdown next to it (images in <name>_files/, emptied first), reading the W&B groups real-grid,
+# real-seeds and demo-grid (README: The hand-in notebook). NOTEBOOK_ARGS: papermill's `-p NAME VALUE`
+# or `-f notebooks/smallest.yaml` (the CI size). Hide-input cells show only their output in the export.
+NOTEBOOK_OUT ?= notebooks/tarea05.ipynb
+MARKDOWN_PRIORITY := ['text/markdown','image/png','image/jpeg','text/plain']
 notebook: setup
-	$(PY) -m ae_lab.notebook notebooks/tarea05.py --out notebooks/tarea05.ipynb $(NOTEBOOK_ARGS)
+	$(VENV)/bin/jupytext --to ipynb --output - notebooks/tarea05.py \
+	  | $(VENV)/bin/papermill - $(NOTEBOOK_OUT) --cwd notebooks -k python3 --no-progress-bar $(NOTEBOOK_ARGS)
+	rm -rf $(basename $(NOTEBOOK_OUT))_files
+	$(VENV)/bin/jupyter nbconvert --to markdown $(NOTEBOOK_OUT) \
+	  --NbConvertBase.display_data_priority="$(MARKDOWN_PRIORITY)" \
+	  --TagRemovePreprocessor.remove_input_tags=hide-input
 
 bench: setup
 	$(PY) bench/run.py

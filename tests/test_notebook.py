@@ -1,21 +1,23 @@
-"""ae_lab.notebook and the hand-in notebook: its structure (fast), how it shows images, and a real
-execution at the smallest size (slow)."""
+"""The hand-in notebook: its structure (fast), how it shows images, and a real execution by
+`make notebook` at the smallest size (slow)."""
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+import yaml
 
-from ae_lab.errors import AeLabError
 from ae_lab.notebook import media
-from ae_lab.notebook.__main__ import SMALLEST, execute, export_markdown, main, parse_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "tarea05.ipynb"
 SOURCE = NOTEBOOK.with_suffix(".py")  # jupytext percent script, paired with the .ipynb
+SMALLEST = REPO / "notebooks" / "smallest.yaml"  # papermill parameters of the CI size
 SECTIONS = [
     "1. Qué se compara y cómo se mide",
     "2. El código que se califica",
@@ -55,7 +57,8 @@ def test_parameters_cell_is_tagged_and_complete():
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
     assigned = set(re.findall(r"^([A-Z_]+) =", tagged[0].source, flags=re.M))
     assert assigned >= PARAMETERS
-    assert set(SMALLEST) <= assigned, "--smallest may only set parameters the notebook has"
+    smallest = yaml.safe_load(SMALLEST.read_text())
+    assert set(smallest) <= assigned, "smallest.yaml may only set parameters the notebook has"
 
 
 def test_sections_in_order_and_prose_in_spanish():
@@ -105,13 +108,6 @@ def test_committed_notebook_holds_an_execution():
     assert not re.findall(r"[\s'\"(]/(?:home|work|tmp|root|Users|mnt|opt)/", texts)
 
 
-def test_parse_parameters_reads_yaml_values():
-    given = [["EPOCHS", "3"], ["CATEGORIES", "[screw, cable]"], ["GROUP", "g1"]]
-    assert parse_parameters(given) == {"EPOCHS": 3, "CATEGORIES": ["screw", "cable"], "GROUP": "g1"}
-    with pytest.raises(AeLabError, match="EPOCHS"):
-        parse_parameters([["EPOCHS", "[1,"]])
-
-
 def test_large_images_are_embedded_as_jpeg(monkeypatch):
     shown = []
     monkeypatch.setattr(media, "display", shown.append)
@@ -123,25 +119,17 @@ def test_large_images_are_embedded_as_jpeg(monkeypatch):
 
 
 @pytest.mark.slow
-def test_failing_cell_is_named(tmp_path: Path):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("raise ValueError('boom')"),
-    ]
-    nbformat.write(nb, tmp_path / "bad.ipynb")
-    with pytest.raises(
-        AeLabError,
-        match=r"cell 1 \(starting `raise ValueError\('boom'\)`\) raised ValueError: boom",
-    ):
-        execute(tmp_path / "bad.ipynb", tmp_path / "out.ipynb", {})
-
-
-@pytest.mark.slow
 def test_notebook_runs_at_smallest_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AE_LAB_OUTPUTS", str(tmp_path / "outputs"))
     out = tmp_path / "tarea05.ipynb"
-    assert main([str(NOTEBOOK), "--smallest", "--out", str(out)]) == 0
+    stale = tmp_path / "tarea05_files" / "stale.png"  # from an earlier export: removed
+    stale.parent.mkdir()
+    stale.write_bytes(b"png")
+    venv = Path(sys.prefix)  # this interpreter's venv, installed already: `-o` skips `setup`
+    make = ["make", "-s", "-o", f"{venv}/.installed", "notebook", f"VENV={venv}"]
+    args = [f"NOTEBOOK_OUT={out}", f"NOTEBOOK_ARGS=-f {SMALLEST}"]
+    proc = subprocess.run([*make, *args], cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -153,10 +141,10 @@ def test_notebook_runs_at_smallest_size(tmp_path: Path, monkeypatch: pytest.Monk
     assert str(REPO) not in texts + streams and str(tmp_path) not in texts + streams
     images = [o for o in outputs if {"image/png", "image/jpeg"} & set(o.get("data", {}))]
     assert len(images) >= 4  # every figure read back from W&B (no real part at this size)
-    md = out.with_suffix(".md")
-    assert md.is_file() and "## 5. Análisis crítico" in md.read_text()
-    stale = tmp_path / "tarea05_files" / "stale.png"
-    stale.write_bytes(b"png")
-    assert export_markdown(out) == md
-    referenced = set(re.findall(r"tarea05_files/[^)\s]+", md.read_text()))
+    md = out.with_suffix(".md").read_text()
+    assert "## 5. Análisis crítico" in md
+    referenced = set(re.findall(r"tarea05_files/[^)\s]+", md))
     assert {f"tarea05_files/{f.name}" for f in stale.parent.iterdir()} == referenced
+    # The support cells (hide-input) show their output only.
+    hidden = [c.source for c in nb.cells if "hide-input" in c.metadata.get("tags", [])]
+    assert hidden and not [source for source in hidden if source in md]

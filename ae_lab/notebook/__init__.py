@@ -1,2 +1,2 @@
-"""The hand-in notebook's support: reading a run's W&B media back into the notebook (`media`),
-and executing the notebook into its committed copy (`python -m ae_lab.notebook`)."""
+"""The hand-in notebook's support: reading a run's W&B media back into the notebook (`media`).
+`make notebook` executes it (jupytext, papermill and nbconvert's own command lines)."""
