@@ -27,10 +27,11 @@ grid: setup
 analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
 
-# Two pytest workers of one torch thread each: the tests are small and mostly Python-bound, so two
-# processes use 2 cores better than one process with two threads (5.5 vs 8.5 minutes here).
+# pytest workers of one torch thread each: the tests are small, mostly Python-bound and often wait
+# on a child process, so three workers keep 2 cores busier than two (bench/README.md, History).
+# loadgroup: a module marked xdist_group runs on one worker, its module fixture built once.
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 3 --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
