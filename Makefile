@@ -27,11 +27,10 @@ grid: setup
 analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
 
-# pytest workers of one torch thread each: the tests are small, mostly Python-bound and often wait
-# on a child process, so three workers keep 2 cores busier than two (bench/README.md, History).
-# loadgroup: a module marked xdist_group runs on one worker, its module fixture built once.
+# Two pytest workers of one torch thread each: the tests are small and mostly Python-bound, so two
+# processes use 2 cores better than one process with two threads (bench/README.md, History).
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 3 --dist loadgroup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -18,8 +18,7 @@ from ae_lab.analysis.runs import find_run_dirs, load_runs, read_records
 from ae_lab.errors import AeLabError
 from tests import fake_runs
 
-# One xdist worker runs the module, so its module fixture (a trained grid) is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]
+pytestmark = pytest.mark.slow
 GRID_NAMES = {fake_runs.run_name(s) for s in fake_runs.GRID}
 
 

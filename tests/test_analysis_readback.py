@@ -13,8 +13,7 @@ from ae_lab.analysis.runs import load_runs, media_files, open_run
 from ae_lab.training import train
 from tests.compose import compose_config, tiny_overrides
 
-# One xdist worker runs the module, so its module fixture (a trained grid) is built once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]
+pytestmark = pytest.mark.slow
 PROJECT, GROUP = "readback-test", "g"
 CATEGORIES = ["cable", "screw"]
 LOSSES = ["l1", "ssim"]

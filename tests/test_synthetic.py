@@ -31,8 +31,6 @@ from ae_lab.errors import AeLabError
 CATS = ("cable", "capsule", "screw", "transistor", "widget")
 PARAMS = dict(categories=CATS, n_train=6, n_test=6, seed=3, image_size=64)
 IMAGE_EXT = {".png", ".jpg"}
-# One xdist worker runs the module, so the generated set (`root`) is built once.
-pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

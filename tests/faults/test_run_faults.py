@@ -95,6 +95,8 @@ def test_a_signal_while_training_prints_a_resume_command_that_finishes_the_run(
     assert "Resume it from its last checkpoint with:" in err and "Traceback" not in err
     resume = advice(err)
     assert f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}" in resume
+    if sig != signal.SIGINT:  # following the advice goes the same way whichever signal it was
+        return
     resumed = start([a for a in resume if not a.startswith("+callbacks.pause")])
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
