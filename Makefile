@@ -42,8 +42,9 @@ test-fast: setup
 NOTEBOOK_OUT ?= notebooks/tarea05.ipynb
 MARKDOWN_PRIORITY := ['text/markdown','image/png','image/jpeg','text/plain']
 notebook: setup
-	$(VENV)/bin/jupytext --to ipynb --output - notebooks/tarea05.py \
-	  | $(VENV)/bin/papermill - $(NOTEBOOK_OUT) --cwd notebooks -k python3 --no-progress-bar $(NOTEBOOK_ARGS)
+	$(VENV)/bin/jupytext --to ipynb --output $(NOTEBOOK_OUT) notebooks/tarea05.py
+	$(VENV)/bin/papermill $(NOTEBOOK_OUT) $(NOTEBOOK_OUT) --cwd notebooks -k python3 --no-progress-bar \
+	  $(NOTEBOOK_ARGS)
 	rm -rf $(basename $(NOTEBOOK_OUT))_files
 	$(VENV)/bin/jupyter nbconvert --to markdown $(NOTEBOOK_OUT) \
 	  --NbConvertBase.display_data_priority="$(MARKDOWN_PRIORITY)" \

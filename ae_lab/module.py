@@ -140,8 +140,16 @@ class AutoencoderModule(L.LightningModule):
         if not torch.isfinite(loss):
             # Raise before the optimizer step so the weights (and last.ckpt) stay finite.
             raise self._diverged(f"the training loss became {loss.item()}")
-        sync = {"batch_size": len(batch), "sync_dist": True}  # DDP: the mean over every rank
-        self.log(keys.TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, **sync)
+        # sync_dist: under DDP, the mean over every rank's batches.
+        self.log(
+            keys.TRAIN_LOSS,
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch),
+            sync_dist=True,
+        )
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Predictions:
