@@ -28,9 +28,10 @@ analyze: setup
 	$(PY) analyze.py --project $(PROJECT) --offline-dir $(WANDB_DIR)/wandb
 
 # Two pytest workers of one torch thread each: the tests are small and mostly Python-bound, so two
-# processes use 2 cores better than one process with two threads (bench/README.md, History).
+# processes use 2 cores better than one process with two threads. worksteal: a worker that runs out
+# of tests takes half of the other's queue, so both end together (bench/README.md, History).
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist worksteal
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -15,13 +15,16 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from ae_lab.cli import check_output_root, run_cli
+from ae_lab.config import check_output_root
 from ae_lab.sweep import hydra_argv
-from ae_lab.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here: `--help` and a bad override are answered before torch and Lightning load.
+    from ae_lab.cli import run_cli
+    from ae_lab.training import train
+
     result = run_cli(train, cfg)  # also writes cfg.result_file, when set
     # Hydra sweepers/optimisers read the returned value.
     return result.get("test/image_auroc")

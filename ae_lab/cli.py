@@ -3,7 +3,6 @@ the fix (exit 2), Ctrl-C with the command that goes on (exit 130), the result fi
 summary. The library raises about its own arguments; this is where they become config keys."""
 
 import json
-import os
 import re
 import shlex
 import signal
@@ -25,23 +24,6 @@ from ae_lab.module import NonFiniteLossError
 from ae_lab.training import RunInterrupted
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def check_output_root(argv: list[str]) -> None:
-    """Exit with one paragraph when the folder Hydra creates for the run cannot be made: the
-    root from `AE_LAB_OUTPUTS`, `hydra.run.dir=` or `hydra.sweep.dir=` is a file or read-only."""
-    dirs = [a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
-    for key, value in [("AE_LAB_OUTPUTS", os.environ.get("AE_LAB_OUTPUTS")), *dirs]:
-        path = Path(value or ".")
-        while not path.exists():  # the first folder that exists is where Hydra creates its own
-            path = path.parent
-        if not path.is_dir() or not os.access(path, os.W_OK):
-            what = "not a folder" if not path.is_dir() else "not writable"
-            error_line(
-                f"{key}={value} cannot hold the run's folder: {path} is {what}. Point {key} to a "
-                f"folder you can write to, e.g. {key}=outputs/mine."
-            )
-            sys.exit(2)
 
 
 # ---- library errors -> config keys --------------------------------------------------------------

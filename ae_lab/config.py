@@ -1,11 +1,17 @@
 """What the Hydra config needs from the package: its resolvers, registered when `ae_lab` is
-imported, and `flatten`, the way W&B spells nested config and summary keys."""
+imported, `flatten`, the way W&B spells nested config and summary keys, and the check that the
+run's output folder can be made (before Hydra makes it)."""
 
+import os
 import re
 import secrets
+import sys
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from ae_lab.errors import error_line
 
 
 def short_name(name: Any) -> str:
@@ -36,3 +42,20 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[path] = value
     return flat
+
+
+def check_output_root(argv: list[str]) -> None:
+    """Exit with one paragraph when the folder Hydra creates for the run cannot be made: the
+    root from `AE_LAB_OUTPUTS`, `hydra.run.dir=` or `hydra.sweep.dir=` is a file or read-only."""
+    dirs = [a.split("=", 1) for a in argv if a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    for key, value in [("AE_LAB_OUTPUTS", os.environ.get("AE_LAB_OUTPUTS")), *dirs]:
+        path = Path(value or ".")
+        while not path.exists():  # the first folder that exists is where Hydra creates its own
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            what = "not a folder" if not path.is_dir() else "not writable"
+            error_line(
+                f"{key}={value} cannot hold the run's folder: {path} is {what}. Point {key} to a "
+                f"folder you can write to, e.g. {key}=outputs/mine."
+            )
+            sys.exit(2)

@@ -13,13 +13,13 @@ import torch
 from omegaconf import DictConfig
 
 from ae_lab.cli import (
-    check_output_root,
     describe,
     interrupted_advice,
     print_summary,
     run_cli,
     setting_keys,
 )
+from ae_lab.config import check_output_root
 from ae_lab.errors import AeLabError, SettingError
 from ae_lab.module import AutoencoderModule, NonFiniteLossError, non_finite_tensors
 from ae_lab.training import RunInterrupted, build_callbacks, build_module, train
