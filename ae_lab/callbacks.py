@@ -225,8 +225,13 @@ class WandbMediaCallback(Callback):
             # `train/loss` and `val/loss` against epoch in one chart (a line series): the
             # workspace otherwise gives every key its own panel.
             epochs, train, val = (list(x) for x in zip(*self._losses, strict=True))
-            curves, title = [keys.TRAIN_LOSS, keys.VAL_LOSS], "train/loss and val/loss"
-            chart = wandb.plot.line_series(epochs, [train, val], curves, title, xname=keys.EPOCH)
+            chart = wandb.plot.line_series(
+                xs=epochs,
+                ys=[train, val],
+                keys=[keys.TRAIN_LOSS, keys.VAL_LOSS],
+                title="train/loss and val/loss",
+                xname=keys.EPOCH,
+            )
             run.log({keys.TRAIN_VAL_LOSS: chart})
 
     def _log_val_media(self, trainer: L.Trainer, epoch: int, media: set[str]) -> None:

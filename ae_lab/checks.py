@@ -99,8 +99,12 @@ def check_run(cfg: DictConfig, module: AutoencoderModule, datamodule: Any) -> No
     for part in (module.scoring, module.loss_fn):  # SSIM windows, reflect-padded inside the image
         window = getattr(part, "window_size", None)
         if window is not None and window // 2 >= size:
-            why = f"window_size={window} does not fit a {size}-pixel image: use an odd window_size"
-            raise SettingError(type(part), "window_size", f"{why} below {2 * size}")
+            raise SettingError(
+                type(part),
+                "window_size",
+                f"window_size={window} does not fit a {size}-pixel image: use an odd window_size "
+                f"below {2 * size}",
+            )
     if cfg.test and datamodule.table("test").empty:
         raise AeLabError(datamodule.no_test_images_message())
     dry_run(module, size)
@@ -110,9 +114,16 @@ def dry_run(module: AutoencoderModule, size: int) -> None:
     """Two blank images through the network, the loss and the scoring (eval mode, no gradient):
     a setting that would fail in the first step, or after training in the test step, fails now."""
     x = torch.full((2, 3, size, size), 0.5)
-    masks = {"mask": torch.zeros(2, 1, size, size), "has_mask": torch.tensor([False, True])}
-    meta = {"index": torch.arange(2), "category": ["dry"] * 2, "defect": ["good", "dry"]}
-    batch = Batch(x, torch.tensor([0, 1]), **masks, **meta, path=["", ""])
+    batch = Batch(
+        image=x,
+        label=torch.tensor([0, 1]),
+        mask=torch.zeros(2, 1, size, size),
+        has_mask=torch.tensor([False, True]),
+        index=torch.arange(2),
+        category=["dry", "dry"],
+        defect=["good", "dry"],
+        path=["", ""],
+    )
     training = module.training
     module.eval()
     try:

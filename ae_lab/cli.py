@@ -103,7 +103,9 @@ def describe(error: BaseException, cfg: DictConfig) -> str | None:
     # Lightning rejects values when Hydra builds the Trainer or a callback (Hydra's message then
     # ends with `full_key: <node>`; a TypeError or ValueError too), some only when fitting.
     built = next((m[1] for e in chain if (m := re.search(r"full_key: (\S+)$", str(e)))), None)
-    kinds = (MisconfigurationException, TypeError, ValueError)[: 3 if built else 1]
+    kinds = (
+        (MisconfigurationException, TypeError, ValueError) if built else MisconfigurationException
+    )
     lightning = next((e for e in chain if isinstance(e, kinds)), None)
     if lightning is not None:
         node = built or "trainer"

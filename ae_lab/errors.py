@@ -32,7 +32,13 @@ class SettingError(ValueError):
 
 
 def check_number(
-    owner: type, name: str, value: object, low=-inf, high=inf, integer=False, low_open=False
+    owner: type,
+    name: str,
+    value: object,
+    low: float = -inf,
+    high: float = inf,
+    integer: bool = False,
+    low_open: bool = False,
 ) -> None:
     """Raise SettingError unless `value` is a finite number (an int if `integer`) in the range
     [low, high] ((low, high] with `low_open`); a bool or a string is never a number here."""

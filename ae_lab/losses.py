@@ -82,10 +82,11 @@ class SSIML1Loss(SSIMLoss):
         super().__init__(window_size)
         check_number(type(self), "alpha", alpha, 0.0, 1.0)
         self.alpha = alpha
+        self.l1 = L1Loss()
 
     def error_map(self, recon: Tensor, target: Tensor) -> Tensor:
-        l1 = L1Loss.error_map(self, recon, target)
-        return self.alpha * super().error_map(recon, target) + (1 - self.alpha) * l1
+        ssim, l1 = super().error_map(recon, target), self.l1.error_map(recon, target)
+        return self.alpha * ssim + (1 - self.alpha) * l1
 
 
 def error_kind(name: str, window_size: int = 11) -> ReconstructionLoss:

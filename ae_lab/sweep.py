@@ -55,14 +55,16 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
         raise AeLabError(f"Sweep file not found: {path}. The sweep files live in sweeps/.")
     try:
         sweep = OmegaConf.to_container(OmegaConf.load(path))
-    except Exception as e:  # yaml's ScannerError/ParserError name the line and column
-        what, fix = "is not valid YAML", "Fix the line it names"
-        if isinstance(e, yaml.constructor.ConstructorError):  # a tag: valid YAML, not plain values
-            what, fix = "holds a YAML tag that ae-lab does not read", "A sweep file holds plain "
-            fix += "values (strings, numbers, lists, mappings): remove the tag"
+    except yaml.constructor.ConstructorError as e:  # a tag: valid YAML, but not plain values
         raise AeLabError(
-            f"{path} {what} ({' '.join(str(e).split())}). {fix}; sweeps/grid.yaml shows the "
-            "expected layout."
+            f"{path} holds a YAML tag that ae-lab does not read ({' '.join(str(e).split())}). "
+            "A sweep file holds plain values (strings, numbers, lists, mappings): remove the tag; "
+            "sweeps/grid.yaml shows the expected layout."
+        ) from None
+    except Exception as e:  # yaml's ScannerError/ParserError name the line and column
+        raise AeLabError(
+            f"{path} is not valid YAML ({' '.join(str(e).split())}). Fix the line it names; "
+            "sweeps/grid.yaml shows the expected layout."
         ) from None
     if not isinstance(sweep, dict):
         raise AeLabError(f"{path} must be a YAML mapping with `method` and `parameters` keys.")
@@ -141,9 +143,10 @@ def summary(sweep_dir: Path, n_runs: int, metric: dict[str, str]) -> tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        "python -m ae_lab.sweep", description=__doc__, formatter_class=raw
+        "python -m ae_lab.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("sweep", type=Path, help="sweep file, e.g. sweeps/grid.yaml")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")

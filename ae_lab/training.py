@@ -179,8 +179,14 @@ def build_trainer(
     settings: DictConfig, logger: Logger | None, callbacks: list[Callback], out_dir: Path, **kw
 ) -> L.Trainer:
     """The Lightning Trainer of `settings` (`cfg.trainer`); `kw` overrides them."""
-    kw |= dict(callbacks=callbacks, default_root_dir=str(out_dir), plugins=[AtomicCheckpointIO()])
-    return hydra.utils.instantiate(settings, logger=logger if logger is not None else False, **kw)
+    return hydra.utils.instantiate(
+        settings,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        default_root_dir=str(out_dir),
+        plugins=[AtomicCheckpointIO()],
+        **kw,
+    )
 
 
 def check_trained(trainer: L.Trainer) -> None:

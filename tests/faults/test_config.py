@@ -54,12 +54,12 @@ def test_a_bad_number_is_refused_naming_its_key_or_the_run_completes(
 ):
     # Composed once and each value applied as Hydra applies a command-line override: composing
     # is half the time of a case.
-    composed = compose_config(base(tiny_mvtec, tmp_path))
+    composed, parser = compose_config(base(tiny_mvtec, tmp_path)), OverridesParser.create()
     for value in VALUES:
         cfg = copy.deepcopy(composed)
-        for name, given in (("output_dir", tmp_path / value), (key, value)):
-            override = OverridesParser.create().parse_overrides([f"{name}={given}"])[0]
-            OmegaConf.update(cfg, name, override.value(), merge=True)
+        cfg.output_dir = str(tmp_path / value)
+        override = parser.parse_overrides([f"{key}={value}"])[0]
+        OmegaConf.update(cfg, key, override.value(), merge=True)
         try:
             result = run_cli(train, cfg)
         except SystemExit as stop:
